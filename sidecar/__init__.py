@@ -1,0 +1,1 @@
+"""The per-node daemon: probes, history, estimators, ranking API, metrics."""

@@ -1,0 +1,131 @@
+"""Strategy configuration, read from the sidecar's TOML form or from a glance-api.conf.
+
+Option names are Glance's (``location_strategy``, ``store_type_preference`` in
+group ``store_type_location_strategy``) so operators reuse what they know.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from strategies.metrics import MetricsPolicy
+from strategies.store_type import normalize_preference
+from strategies.units import parse_duration, parse_size
+
+DEFAULT_STRATEGY = "location_order"
+STORE_TYPE_GROUP = "store_type_location_strategy"
+METRICS_GROUP = "metrics_location_strategy"
+_METRICS_KEYS = {"max_age", "default_image_size", "near_tie_band", "local_ceph_fsid", "file_roots"}
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Which strategy to use and its options; immutable, so it can be shared freely."""
+
+    location_strategy: str = DEFAULT_STRATEGY
+    store_type_preference: list[str] = field(default_factory=list)
+    metrics: MetricsPolicy = field(default_factory=MetricsPolicy)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.location_strategy, str) or not self.location_strategy.strip():
+            raise ValueError(
+                f"location_strategy: expected a strategy name, got {self.location_strategy!r}"
+            )
+        object.__setattr__(self, "location_strategy", self.location_strategy.strip())
+        object.__setattr__(
+            self, "store_type_preference", normalize_preference(self.store_type_preference)
+        )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> StrategyConfig:
+        """From the TOML/dict form; other top-level keys (``[server]`` ...) are ignored."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"strategy config must be a mapping, got {type(data).__name__}")
+        strategy = data.get("location_strategy", DEFAULT_STRATEGY)
+        group = _section(data, STORE_TYPE_GROUP)
+        unknown = set(group) - {"store_type_preference"}
+        if unknown:
+            raise ValueError(f"{STORE_TYPE_GROUP}: unknown key(s) {', '.join(sorted(unknown))}")
+        preference = group.get("store_type_preference", [])
+        if not isinstance(preference, list | tuple | str):
+            raise ValueError(
+                f"{STORE_TYPE_GROUP}.store_type_preference: expected a list of store names, "
+                f"got {preference!r}"
+            )
+        node_id = data.get("node_id") or ""
+        if not isinstance(node_id, str):
+            raise ValueError(f"node_id: expected a string, got {node_id!r}")
+        return cls(
+            location_strategy=strategy,
+            store_type_preference=list(normalize_preference(preference)),
+            metrics=_metrics_policy(_section(data, METRICS_GROUP), node_id or socket.gethostname()),
+        )
+
+    @classmethod
+    def from_glance_ini(cls, path: str | os.PathLike[str]) -> StrategyConfig:
+        """From a glance-api.conf: ``[DEFAULT] location_strategy`` and the preference list."""
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+        strategy = parser.defaults().get("location_strategy", DEFAULT_STRATEGY).strip()
+        preference = ""
+        if parser.has_option(STORE_TYPE_GROUP, "store_type_preference"):
+            preference = parser.get(STORE_TYPE_GROUP, "store_type_preference")
+        return cls(
+            location_strategy=strategy or DEFAULT_STRATEGY,
+            store_type_preference=normalize_preference(preference),
+        )
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{name}: expected a table, got {section!r}")
+    return section
+
+
+def _metrics_policy(group: Mapping[str, Any], node_id: str) -> MetricsPolicy:
+    unknown = set(group) - _METRICS_KEYS
+    if unknown:
+        raise ValueError(f"{METRICS_GROUP}: unknown key(s) {', '.join(sorted(unknown))}")
+    defaults = MetricsPolicy()
+    band = group.get("near_tie_band", defaults.near_tie_band)
+    if (
+        isinstance(band, bool)
+        or not isinstance(band, int | float)
+        or not math.isfinite(band)
+        or band < 1
+    ):
+        raise ValueError(f"{METRICS_GROUP}.near_tie_band: expected a number >= 1.0, got {band!r}")
+    fsid = group.get("local_ceph_fsid") or None
+    if fsid is not None and not isinstance(fsid, str):
+        raise ValueError(f"{METRICS_GROUP}.local_ceph_fsid: expected a string, got {fsid!r}")
+    roots = group.get("file_roots", [])
+    if not isinstance(roots, list | tuple) or not all(
+        isinstance(r, str) and r.startswith("/") for r in roots
+    ):
+        raise ValueError(
+            f"{METRICS_GROUP}.file_roots: expected a list of absolute paths, got {roots!r}"
+        )
+    max_age = parse_duration(
+        group.get("max_age", defaults.max_age), name=f"{METRICS_GROUP}.max_age"
+    )
+    if max_age <= 0:
+        raise ValueError(f"{METRICS_GROUP}.max_age: expected a positive duration, got {max_age!r}")
+    return MetricsPolicy(
+        max_age=max_age,
+        default_image_size=parse_size(
+            group.get("default_image_size", defaults.default_image_size),
+            name=f"{METRICS_GROUP}.default_image_size",
+        ),
+        near_tie_band=float(band),
+        local_ceph_fsid=fsid.strip() if fsid else None,
+        node_id=node_id,
+        file_roots=tuple(roots),
+    )

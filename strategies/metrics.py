@@ -1,0 +1,383 @@
+"""``metrics``: rank locations by the expected seconds to fetch the image from this node.
+
+The pure ranking core shared by the sidecar and its clients. Statistics come
+from a :class:`StatsSource` (the sidecar's HTTP API, or memory in tests); with
+no fresh data the answer is the ``store_type`` order and says so.
+
+Order of the answer (``metrics-strategy.md`` points 2, 7-10):
+
+1. ``rbd://`` locations on this node's own Ceph cluster (a clone costs nothing);
+2. fresh, healthy backends by ``latency + size / throughput``; those within
+   ``near_tie_band`` of the best are shuffled deterministically by
+   (node id, image id) so one node is stable and the fleet spreads;
+3. stale or unmeasured backends, in ``store_type`` order;
+4. ejected backends, in ``store_type`` order;
+5. locations without a usable URL, in input order.
+
+Nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from strategies._validate import check_locations, url_of
+from strategies.backends import Backend, backend_of
+from strategies.store_type import normalize_preference
+from strategies.store_type import order as store_type_order
+
+Mode = Literal["metrics", "fallback"]
+Group = Literal["local", "fresh", "stale", "ejected", "invalid"]
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class BackendStats:
+    """What is known about one backend from this node."""
+
+    latency_seconds: float | None = None
+    """Estimated seconds to first byte."""
+    throughput_bytes_per_second: float | None = None
+    newest_good_at: float | None = None
+    """Epoch seconds of the newest successful sample (probe or real download)."""
+    ejected_until: float | None = None
+    """Epoch seconds until which the backend is ejected; ``None`` when healthy."""
+    ejected_reason: str | None = None
+
+    def ejected(self, now: float) -> bool:
+        return self.ejected_until is not None and self.ejected_until > now
+
+
+@dataclass(frozen=True)
+class MetricsPolicy:
+    """Tunables of the ranking; defaults are starting points, ``bench/`` decides."""
+
+    max_age: float = 900.0
+    default_image_size: int = GiB
+    near_tie_band: float = 1.25
+    local_ceph_fsid: str | None = None
+    node_id: str = ""
+    file_roots: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_age) and self.max_age > 0):
+            raise ValueError(f"max_age must be a positive number of seconds, got {self.max_age!r}")
+        if isinstance(self.default_image_size, bool) or self.default_image_size < 0:
+            raise ValueError(
+                f"default_image_size must be a non-negative number of bytes, "
+                f"got {self.default_image_size!r}"
+            )
+        if not (math.isfinite(self.near_tie_band) and self.near_tie_band >= 1.0):
+            raise ValueError(f"near_tie_band must be >= 1.0, got {self.near_tie_band!r}")
+
+
+class StatsUnavailable(Exception):
+    """The statistics source cannot answer; the ranking falls back to ``store_type``."""
+
+
+class StatsSource(Protocol):
+    """Where per-backend statistics come from."""
+
+    def backend_stats(self, keys: Collection[str]) -> Mapping[str, BackendStats]:
+        """Stats for the given backend keys (missing keys: nothing known).
+
+        Raises :class:`StatsUnavailable` when the source cannot be reached.
+        """
+        ...
+
+
+@dataclass
+class InMemoryStatsSource:
+    """A fixed table of statistics: for tests and for callers that already hold them."""
+
+    stats: dict[str, BackendStats] = field(default_factory=dict)
+
+    def backend_stats(self, keys: Collection[str]) -> Mapping[str, BackendStats]:
+        return {key: self.stats[key] for key in keys if key in self.stats}
+
+
+@dataclass(frozen=True)
+class RankedLocation:
+    """One location of the answer, with the reason for its place."""
+
+    location: dict[str, Any]
+    group: Group
+    why: str
+    backend: str | None = None
+    """Redacted backend key (``None`` when the URL cannot be placed)."""
+    expected_seconds: float | None = None
+    latency_seconds: float | None = None
+    throughput_bytes_per_second: float | None = None
+    age_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The ordered answer and how it was reached."""
+
+    mode: Mode
+    reason: str
+    locations: list[RankedLocation]
+
+    def ordered(self) -> list[dict[str, Any]]:
+        return [ranked.location for ranked in self.locations]
+
+
+def get_strategy_name() -> str:
+    return "metrics"
+
+
+def init() -> None:
+    """Nothing to prepare: statistics arrive with each call."""
+
+
+def _fmt_seconds(value: float) -> str:
+    return f"{value:.3g} s"
+
+
+def _tie_key(node_id: str, image_id: str | None, backend_key: str) -> bytes:
+    seed = f"{node_id}\0{image_id or ''}\0{backend_key}".encode()
+    return hashlib.sha256(seed).digest()
+
+
+def _place(
+    location: dict[str, Any], uri_key: str, file_roots: Iterable[str]
+) -> tuple[Backend | None, str | None]:
+    url = url_of(location, uri_key)
+    if url is None:
+        return None, "no URL"
+    try:
+        return backend_of(url, file_roots=file_roots), None
+    except ValueError as exc:
+        return None, f"cannot place URL: {exc}"
+
+
+def rank(
+    locations: list[dict[str, Any]] | None,
+    *,
+    stats: Mapping[str, BackendStats] | None,
+    now: float,
+    policy: MetricsPolicy | None = None,
+    image_size: int | None = None,
+    image_id: str | None = None,
+    store_type_preference: Iterable[str] | str | None = None,
+    uri_key: str = "url",
+    unavailable_reason: str | None = None,
+) -> Ranking:
+    """Rank ``locations`` (not copied: callers copy) by expected seconds from this node.
+
+    ``stats`` maps backend keys to what is known; ``None`` means no source could
+    answer, and ``unavailable_reason`` says why.
+    """
+    policy = policy or MetricsPolicy()
+    checked = check_locations(locations, uri_key)
+    preference = normalize_preference(store_type_preference)
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 0
+    ):
+        raise ValueError(f"image_size must be a non-negative integer, got {image_size!r}")
+    size = policy.default_image_size if image_size is None else image_size
+    table = stats or {}
+
+    local: list[RankedLocation] = []
+    fresh: list[RankedLocation] = []
+    stale: list[RankedLocation] = []
+    ejected: list[RankedLocation] = []
+    invalid: list[RankedLocation] = []
+    for location in checked:
+        backend, problem = _place(location, uri_key, policy.file_roots)
+        if backend is None:
+            invalid.append(RankedLocation(location, "invalid", f"{problem}: kept at the end"))
+            continue
+        key = backend.key
+        if (
+            policy.local_ceph_fsid
+            and backend.rbd_fsid is not None
+            and backend.rbd_fsid == policy.local_ceph_fsid
+        ):
+            local.append(
+                RankedLocation(
+                    location,
+                    "local",
+                    "this node's Ceph cluster: copy-on-write clone, no copy",
+                    backend=key,
+                    expected_seconds=0.0,
+                )
+            )
+            continue
+        info = table.get(key)
+        age = None
+        if info is not None and info.newest_good_at is not None:
+            age = max(0.0, now - info.newest_good_at)
+        base = RankedLocation(
+            location,
+            "stale",
+            "",
+            backend=key,
+            latency_seconds=info.latency_seconds if info else None,
+            throughput_bytes_per_second=info.throughput_bytes_per_second if info else None,
+            age_seconds=age,
+        )
+        if info is not None and info.ejected(now):
+            assert info.ejected_until is not None
+            why = f"ejected for {_fmt_seconds(info.ejected_until - now)} more"
+            if info.ejected_reason:
+                why += f" ({info.ejected_reason})"
+            ejected.append(replace(base, group="ejected", why=why + ": tried last"))
+            continue
+        if info is None:
+            stale.append(replace(base, why="never measured: store_type order"))
+            continue
+        if age is None or age > policy.max_age:
+            detail = "no good sample" if age is None else f"newest good sample {age:.0f} s old"
+            stale.append(
+                replace(
+                    base, why=f"stale ({detail}, max_age {policy.max_age:.0f} s): store_type order"
+                )
+            )
+            continue
+        latency, throughput = info.latency_seconds, info.throughput_bytes_per_second
+        if latency is None or throughput is None or throughput <= 0:
+            missing = "latency" if latency is None else "throughput"
+            stale.append(replace(base, why=f"no {missing} estimate yet: store_type order"))
+            continue
+        cost = latency + size / throughput
+        fresh.append(replace(base, group="fresh", expected_seconds=cost))
+
+    fresh = _order_fresh(fresh, policy, image_id)
+    stale = _in_store_type_order(stale, preference, uri_key)
+    ejected = _in_store_type_order(ejected, preference, uri_key)
+
+    if local or fresh:
+        mode: Mode = "metrics"
+        reason = (
+            f"{len(local) + len(fresh)} of {len(checked)} locations have fresh data; "
+            f"image size {size} bytes{'' if image_size is not None else ' (default)'}"
+        )
+        ordered = local + fresh + stale + ejected + invalid
+    else:
+        mode = "fallback"
+        if unavailable_reason:
+            reason = f"statistics unavailable ({unavailable_reason}): store_type order"
+        elif not checked:
+            reason = "no locations"
+        else:
+            reason = "no location has fresh data: store_type order"
+        ordered = stale + ejected + invalid
+        if ejected:
+            reason += ", ejected backends last"
+    return Ranking(mode=mode, reason=reason, locations=ordered)
+
+
+def _order_fresh(
+    fresh: list[RankedLocation], policy: MetricsPolicy, image_id: str | None
+) -> list[RankedLocation]:
+    if not fresh:
+        return fresh
+    by_cost = sorted(fresh, key=lambda r: r.expected_seconds or 0.0)
+    best = by_cost[0].expected_seconds or 0.0
+    limit = best * policy.near_tie_band
+    ties = [r for r in by_cost if (r.expected_seconds or 0.0) <= limit]
+    rest = by_cost[len(ties) :]
+    if len(ties) > 1:
+        ties = sorted(ties, key=lambda r: _tie_key(policy.node_id, image_id, r.backend or ""))
+        ties = [
+            replace(
+                r,
+                why=f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)}, within "
+                f"{policy.near_tie_band:g}x of the best: spread by node and image",
+            )
+            for r in ties
+        ]
+    else:
+        ties = [replace(ties[0], why=f"fresh: {_fmt_seconds(best)}, the lowest cost")]
+    rest = [
+        replace(
+            r,
+            why=f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)} "
+            f"({(r.expected_seconds or 0.0) / best if best else math.inf:.2f}x the best)",
+        )
+        for r in rest
+    ]
+    return ties + rest
+
+
+def _in_store_type_order(
+    ranked: list[RankedLocation], preference: list[str], uri_key: str
+) -> list[RankedLocation]:
+    by_id = {id(r.location): r for r in ranked}
+    ordered = store_type_order([r.location for r in ranked], preference, uri_key)
+    return [by_id[id(loc)] for loc in ordered]
+
+
+def get_ordered_locations(
+    locations: list[dict[str, Any]],
+    uri_key: str = "url",
+    *,
+    stats_source: StatsSource | None = None,
+    policy: MetricsPolicy | None = None,
+    now: float | None = None,
+    image_size: int | None = None,
+    image_id: str | None = None,
+    store_type_preference: Iterable[str] | str | None = None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Glance's module interface: the ranked list only (see :func:`rank_with_source`)."""
+    return rank_with_source(
+        locations,
+        uri_key=uri_key,
+        stats_source=stats_source,
+        policy=policy,
+        now=now,
+        image_size=image_size,
+        image_id=image_id,
+        store_type_preference=store_type_preference,
+    ).ordered()
+
+
+def rank_with_source(
+    locations: list[dict[str, Any]] | None,
+    *,
+    stats_source: StatsSource | None,
+    policy: MetricsPolicy | None = None,
+    now: float | None = None,
+    image_size: int | None = None,
+    image_id: str | None = None,
+    store_type_preference: Iterable[str] | str | None = None,
+    uri_key: str = "url",
+) -> Ranking:
+    """Ask ``stats_source`` about the locations' backends, then :func:`rank`."""
+    import time
+
+    policy = policy or MetricsPolicy()
+    checked = check_locations(locations, uri_key)
+    stats: Mapping[str, BackendStats] | None = None
+    reason: str | None = None
+    if stats_source is None:
+        reason = "no statistics source configured"
+    else:
+        keys = set()
+        for location in checked:
+            backend, _ = _place(location, uri_key, policy.file_roots)
+            if backend is not None:
+                keys.add(backend.key)
+        try:
+            stats = stats_source.backend_stats(keys)
+        except StatsUnavailable as exc:
+            reason = str(exc) or "statistics source unavailable"
+    return rank(
+        checked,
+        stats=stats,
+        now=time.time() if now is None else now,
+        policy=policy,
+        image_size=image_size,
+        image_id=image_id,
+        store_type_preference=store_type_preference,
+        uri_key=uri_key,
+        unavailable_reason=reason,
+    )
