@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -352,8 +353,6 @@ def rank_with_source(
     uri_key: str = "url",
 ) -> Ranking:
     """Ask ``stats_source`` about the locations' backends, then :func:`rank`."""
-    import time
-
     policy = policy or MetricsPolicy()
     checked = check_locations(locations, uri_key)
     stats: Mapping[str, BackendStats] | None = None
