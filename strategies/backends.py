@@ -168,7 +168,7 @@ def _network_backend(scheme: str, rest: str) -> Backend:
 
 
 def _rbd_backend(rest: str) -> Backend:
-    path, _ = _cut_at(rest, "?#")
+    path, _ = _cut_at(_cut_userinfo(rest), "?#")
     pieces = path.split("/")
     if len(pieces) == 1 and pieces[0]:
         return Backend(key="rbd://default", store="rbd", scheme="rbd")
