@@ -3,7 +3,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies.backends import backend_of, redact_url, store_of
@@ -149,6 +149,7 @@ _secret_text = st.text(
 )
 
 
+@settings(max_examples=1000)
 @given(
     scheme=_schemes,
     user=st.text(min_size=0, max_size=10),
