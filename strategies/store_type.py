@@ -12,7 +12,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from strategies._validate import check_locations, url_of
+from strategies._glance_conf import glance_store_type_preference
+from strategies._validate import check_locations
 from strategies.backends import store_of
 
 LOG = logging.getLogger(__name__)
@@ -71,8 +72,10 @@ def order(
     others: list[dict[str, Any]] = []
     no_url: list[dict[str, Any]] = []
     for location in locations:
-        url = url_of(location, uri_key)
-        if url is None:
+        url = location.get(uri_key)
+        if not isinstance(url, str) or not url:
+            # Only a missing or empty URL counts as none: Glance keeps a white-space
+            # one among the others, so do we.
             no_url.append(location)
             continue
         try:
@@ -91,5 +94,8 @@ def get_ordered_locations(
     store_type_preference: Iterable[str] | str | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
+    """Glance's module interface; without a preference, Glance's own CONF supplies it."""
     checked = check_locations(locations, uri_key)
+    if store_type_preference is None:
+        store_type_preference = glance_store_type_preference()
     return order(checked, normalize_preference(store_type_preference), uri_key)
