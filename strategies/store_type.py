@@ -1,9 +1,13 @@
 """``store_type``: order locations by a preferred list of Glance store names.
 
-Matches Glance (Icehouse..Caracal) exactly, with three documented improvements:
-locations without a URL are kept at the end (Glance dropped them), a store
-name listed twice counts once (Glance emitted its locations twice), and the
-legacy names ``filesystem`` and ``vmware_datastore`` are accepted as aliases.
+Matches Glance (Icehouse..Caracal) exactly, with documented improvements
+(tests/glance/ checks both against the real Glance 28): locations without a
+URL are kept at the end (Glance dropped them), a store name listed twice
+counts once (Glance emitted its locations twice), the legacy names
+``filesystem`` and ``vmware_datastore`` are accepted as aliases, ``s3`` is a
+store (Glance 28's map lacks it), and a URL that ``urllib`` rejects goes with
+the others (Glance's call raised). Called without a preference, as Glance's
+loader calls it, it reads Glance's own ``store_type_preference``.
 """
 
 from __future__ import annotations

@@ -66,9 +66,7 @@ def scheme(location: dict[str, Any], uri_key: str) -> str:
     return urlparse(location[uri_key].strip()).scheme
 
 
-def improvements(
-    locs: list[dict[str, Any]], preference: Sequence[str], uri_key: str
-) -> set[str]:
+def improvements(locs: list[dict[str, Any]], preference: Sequence[str], uri_key: str) -> set[str]:
     """Which documented improvements can make our answer differ from Glance's."""
     names = [n.strip() for n in preference if n.strip()]
     found = set()
@@ -158,10 +156,12 @@ def test_store_type_from_glance_api_conf(data: st.DataObject, preference: list[s
     """The INI form: one comma-separated line parsed by oslo.config for Glance, by us for ours."""
     locs = data.draw(locations())
     line = ",".join(preference)
-    text = f"[DEFAULT]\nlocation_strategy = store_type\n\n[store_type_location_strategy]\n"
+    text = "[DEFAULT]\nlocation_strategy = store_type\n\n[store_type_location_strategy]\n"
     text += f"store_type_preference = {line}\n"
     with glance_ini(text) as path:
-        seen_by_glance = list(glance_store_type.CONF.store_type_location_strategy.store_type_preference)
+        seen_by_glance = list(
+            glance_store_type.CONF.store_type_location_strategy.store_type_preference
+        )
         raw = list(glance_store_type.get_ordered_locations(locs) or [])
         conf = StrategyConfig.from_glance_ini(path)
         from_file = strategies.get_ordered_locations(locs, conf=conf)
@@ -238,7 +238,9 @@ def test_repeated_name_counts_once_where_glance_repeats_locations() -> None:
     assert ids(ours) == ids([locs[1], locs[0]])
 
 
-@pytest.mark.parametrize(("alias", "url"), [("filesystem", "file:///i"), ("vmware_datastore", "vsphere://v/f")])
+@pytest.mark.parametrize(
+    ("alias", "url"), [("filesystem", "file:///i"), ("vmware_datastore", "vsphere://v/f")]
+)
 def test_legacy_alias_accepted_where_glance_ignores_it(alias: str, url: str) -> None:
     locs = [{"url": "http://h/i"}, {"url": url}]
     assert ids(glance_raw(locs, [alias, "http"], "url")) == ids(locs)
