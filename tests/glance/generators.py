@@ -75,14 +75,15 @@ def urls(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def locations(draw: st.DrawFn, uri_key: str = "url") -> list[dict[str, Any]]:
-    """A location list; some entries have no URL at all (missing, ``None`` or ``""``)."""
+def locations(draw: st.DrawFn, uri_key: str = "url", url_less: bool = True) -> list[dict[str, Any]]:
+    """A location list; unless ``url_less`` is false, some have no URL (missing, None, "")."""
     result = []
+    kinds = ["url"] * 12 + ["blank"] + (["missing", "none", "empty"] if url_less else [])
     for index in range(draw(st.integers(min_value=0, max_value=8))):
         location: dict[str, Any] = {"metadata": {"n": index}}
-        kind = draw(st.sampled_from(["url"] * 8 + ["missing", "none", "empty", "blank"]))
+        kind = draw(st.sampled_from(kinds))
         if kind == "url":
-            location[uri_key] = draw(urls())
+            location[uri_key] = draw(urls() if url_less else urls().filter(bool))
         elif kind == "none":
             location[uri_key] = None
         elif kind == "empty":
@@ -112,3 +113,22 @@ def store_names(draw: st.DrawFn) -> str:
 
 
 preferences = st.lists(store_names(), max_size=6)
+
+
+@st.composite
+def plain_preferences(draw: st.DrawFn) -> list[str]:
+    """Preferences where no improvement applies: no repeats, no aliases, no ``s3``."""
+    stores = st.sampled_from([n for n in STORE_NAMES if n != "s3"])
+    names = draw(
+        st.lists(st.one_of(stores, stores, stores, st.text(alphabet=NAME_CHARS, max_size=10)))
+    )
+    result: list[str] = []
+    seen: set[str] = set()
+    pad = st.text(alphabet=" \t", max_size=2)
+    for name in names:
+        key = name.strip()
+        if key in seen or key in LEGACY_ALIASES or key == "s3":
+            continue
+        seen.add(key)
+        result.append(draw(pad) + name + draw(pad))
+    return result

@@ -26,7 +26,7 @@ import strategies
 from strategies import StrategyConfig
 from strategies import location_order as our_location_order
 from strategies import store_type as our_store_type
-from tests.glance.generators import LEGACY_ALIASES, locations, preferences
+from tests.glance.generators import LEGACY_ALIASES, locations, plain_preferences, preferences
 from tests.glance.glance_env import (
     glance_ini,
     glance_knows_s3,
@@ -116,6 +116,7 @@ def check_against_glance(
     assert ids(ours) == ids(expected_from_glance(locs, preference, uri_key))
     if not found:
         assert ids(ours) == ids(raw)
+        event(f"identical to Glance, {'reordered' if ids(raw) != ids(locs) else 'input order'}")
     if "url-less kept" in found:
         dropped = [loc for loc in locs if not has_url(loc, uri_key)]
         assert not set(ids(dropped)) & set(ids(raw))
@@ -136,6 +137,20 @@ def test_store_type_kwargs_path_matches_glance_conf_path(
     )
     ours = our_store_type.get_ordered_locations(locs, uri_key, store_type_preference=preference)
     check_against_glance(ours, locs, preference, uri_key)
+
+
+@SETTINGS
+@given(data=st.data(), preference=plain_preferences(), uri_key=uri_keys)
+def test_store_type_identical_to_glance_where_no_improvement_applies(
+    data: st.DataObject, preference: list[str], uri_key: str
+) -> None:
+    locs = data.draw(locations(uri_key, url_less=False))
+    ours = our_store_type.get_ordered_locations(locs, uri_key, store_type_preference=preference)
+    raw = glance_raw(locs, preference, uri_key)
+    event("reordered" if ids(raw) != ids(locs) else "input order")
+    assert ids(ours) == ids(raw)
+    with glance_preference(preference):
+        assert ids(our_store_type.get_ordered_locations(locs, uri_key)) == ids(raw)
 
 
 @SETTINGS
