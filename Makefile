@@ -4,7 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps clean
+.PHONY: run test lint typecheck unit system-deps clean test-glance
+
+# Glance 28 (the last release with location strategies) in its own virtualenv:
+# its oslo.* pins clash with the daemon's dependencies. This project is installed
+# there without dependencies: `strategies` needs none, and Glance must find its
+# entry points. The stamp keeps a second `make test` from reinstalling.
+GLANCE_VERSION ?= 28.2.0
+GLANCE_VENV    ?= .venv-glance
+GLANCE_STAMP   := $(GLANCE_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,12 +20,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(GLANCE_STAMP): pyproject.toml tests/glance/constraints.txt
+	test -x $(GLANCE_VENV)/bin/python || $(PYTHON) -m venv $(GLANCE_VENV)
+	$(GLANCE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GLANCE_VENV)/bin/python -m pip install --quiet -c tests/glance/constraints.txt \
+		'glance==$(GLANCE_VERSION)' pytest hypothesis
+	$(GLANCE_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(GLANCE_STAMP)
+
 ## The main job: rank example locations (the sidecar daemon replaces this once it lands).
 run: $(STAMP)
 	$(BIN)/location-sidecar rank --example
 
 ## The whole test suite, as CI runs it.
-test: system-deps $(STAMP) lint typecheck unit
+test: system-deps $(STAMP) lint typecheck unit test-glance
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -32,5 +48,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Differential and loader tests against the real Glance 28 (tests/glance/).
+test-glance: $(GLANCE_STAMP)
+	$(GLANCE_VENV)/bin/python -m pytest tests/glance $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -26,6 +26,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from strategies._glance_conf import glance_store_type_preference
 from strategies._validate import check_locations, url_of
 from strategies.backends import Backend, backend_of
 from strategies.store_type import normalize_preference
@@ -328,7 +329,14 @@ def get_ordered_locations(
     store_type_preference: Iterable[str] | str | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Glance's module interface: the ranked list only (see :func:`rank_with_source`)."""
+    """Glance's module interface: the ranked list only (see :func:`rank_with_source`).
+
+    Glance (<= 28) passes no arguments: then there is no statistics source (the
+    answer is the ``store_type`` order) and Glance's own CONF supplies the
+    preference.
+    """
+    if store_type_preference is None:
+        store_type_preference = glance_store_type_preference()
     return rank_with_source(
         locations,
         uri_key=uri_key,

@@ -3,8 +3,10 @@
 Groups, in order: this project's ``location_sidecar.strategies``, then Glance's
 ``glance.common.image_location_strategy.modules``. A module that fails to import
 or whose ``init()`` raises is logged and skipped; when two report the same
-name, the first wins. Without an installed distribution (a bare checkout on
-``sys.path``) the built-in modules stand in for this project's group.
+name, the first wins. Glance's own ``location_order`` and ``store_type``
+modules are not loaded (this package provides both). Without an installed
+distribution (a bare checkout on ``sys.path``) the built-in modules stand in
+for this project's group.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ LOG = logging.getLogger(__name__)
 
 OWN_GROUP = "location_sidecar.strategies"
 GLANCE_GROUP = "glance.common.image_location_strategy.modules"
+GLANCE_BUILTIN_PREFIX = "glance.common.location_strategy."
 BUILTIN_MODULES = ("strategies.location_order", "strategies.store_type", "strategies.metrics")
 
 
@@ -45,6 +48,11 @@ def _candidates() -> Iterator[tuple[str, Any]]:
         for name in BUILTIN_MODULES:
             yield name, functools.partial(importlib.import_module, name)
     for ep in entry_points(group=GLANCE_GROUP):
+        if ep.value.startswith(GLANCE_BUILTIN_PREFIX):
+            # Glance's own two modules, found where Glance is installed: ours carry
+            # their names, and importing them would drag in oslo.config.
+            LOG.debug("strategy module %s skipped: Glance's built-in", ep.value)
+            continue
         yield f"{GLANCE_GROUP}:{ep.name}", ep.load
 
 

@@ -1,9 +1,13 @@
 """``store_type``: order locations by a preferred list of Glance store names.
 
-Matches Glance (Icehouse..Caracal) exactly, with three documented improvements:
-locations without a URL are kept at the end (Glance dropped them), a store
-name listed twice counts once (Glance emitted its locations twice), and the
-legacy names ``filesystem`` and ``vmware_datastore`` are accepted as aliases.
+Matches Glance (Icehouse..Caracal) exactly, with documented improvements
+(tests/glance/ checks both against the real Glance 28): locations without a
+URL are kept at the end (Glance dropped them), a store name listed twice
+counts once (Glance emitted its locations twice), the legacy names
+``filesystem`` and ``vmware_datastore`` are accepted as aliases, ``s3`` is a
+store (Glance 28's map lacks it), and a URL that ``urllib`` rejects goes with
+the others (Glance's call raised). Called without a preference, as Glance's
+loader calls it, it reads Glance's own ``store_type_preference``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from strategies._validate import check_locations, url_of
+from strategies._glance_conf import glance_store_type_preference
+from strategies._validate import check_locations
 from strategies.backends import store_of
 
 LOG = logging.getLogger(__name__)
@@ -71,8 +76,10 @@ def order(
     others: list[dict[str, Any]] = []
     no_url: list[dict[str, Any]] = []
     for location in locations:
-        url = url_of(location, uri_key)
-        if url is None:
+        url = location.get(uri_key)
+        if not isinstance(url, str) or not url:
+            # Only a missing or empty URL counts as none: Glance keeps a white-space
+            # one among the others, so do we.
             no_url.append(location)
             continue
         try:
@@ -91,5 +98,8 @@ def get_ordered_locations(
     store_type_preference: Iterable[str] | str | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
+    """Glance's module interface; without a preference, Glance's own CONF supplies it."""
     checked = check_locations(locations, uri_key)
+    if store_type_preference is None:
+        store_type_preference = glance_store_type_preference()
     return order(checked, normalize_preference(store_type_preference), uri_key)
