@@ -132,7 +132,7 @@ def test_store_type_is_a_stable_partition(
 
     def bucket(loc: dict[str, Any]) -> int:
         url = loc.get("url")
-        if not isinstance(url, str) or not url.strip():
+        if not isinstance(url, str) or not url:
             return len(wanted) + 1
         try:
             store = store_of(url)
