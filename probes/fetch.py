@@ -143,7 +143,34 @@ async def get(
     keep_body: int = 0,
     read_body: bool = True,
 ) -> Fetched:
-    """One GET on a fresh connection, reading at most ``max_bytes`` of the body.
+    """One GET on a fresh connection, reading at most ``max_bytes`` of the body."""
+    return await request(
+        "GET",
+        url,
+        headers,
+        limits,
+        phases,
+        max_bytes=max_bytes,
+        progress=progress,
+        keep_body=keep_body,
+        read_body=read_body,
+    )
+
+
+async def request(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    limits: ProbeLimits,
+    phases: Phases,
+    *,
+    max_bytes: int,
+    content: bytes = b"",
+    progress: Progress | None = None,
+    keep_body: int = 0,
+    read_body: bool = True,
+) -> Fetched:
+    """One request on a fresh connection, reading at most ``max_bytes`` of the body.
 
     Error responses are read only up to ``keep_body`` bytes (often not at all).
     Raises httpcore exceptions for transport failures (all "local"), and lets
@@ -155,6 +182,8 @@ async def get(
         "write": limits.timeout,
         "pool": limits.timeout,
     }
+    if content:
+        headers = {**headers, "Content-Length": str(len(content))}
     request_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     backend = _TimedBackend(phases)
     # Loading the trust store costs tens of milliseconds: only for https.
@@ -171,9 +200,10 @@ async def get(
                 sent_at = time.monotonic()
 
         async with pool.stream(
-            "GET",
+            method,
             url,
             headers=request_headers,
+            content=content or None,
             extensions={"timeout": timeouts, "trace": trace},
         ) as response:
             headed_at = time.monotonic()
