@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -65,16 +66,23 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 class RangeServer:
     """``with RangeServer("127.0.0.2", content=b"...") as srv: srv.url("/x")``."""
 
-    def __init__(self, host: str = "127.0.0.1", **config: Any) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, **config: Any
+    ) -> None:
         self.config = ServerConfig(**config)
+        self.scheme = "https" if tls else "http"
         self.log: list[Request] = []
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         handler = _make_handler(self)
         self._httpd = _QuietServer((host, 0), handler)
         self._httpd.daemon_threads = True
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self.host, self.port = self._httpd.server_address[:2]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # configuration shortcuts
     def __getattr__(self, name: str) -> Any:
@@ -88,9 +96,9 @@ class RangeServer:
         else:
             super().__setattr__(name, value)
 
-    def url(self, path: str = "/object", scheme: str = "http", userinfo: str = "") -> str:
+    def url(self, path: str = "/object", scheme: str = "", userinfo: str = "") -> str:
         at = f"{userinfo}@" if userinfo else ""
-        return f"{scheme}://{at}{self.host}:{self.port}{path}"
+        return f"{scheme or self.scheme}://{at}{self.host}:{self.port}{path}"
 
     def start(self) -> RangeServer:
         self._thread.start()
