@@ -14,6 +14,7 @@ past ``ProbeLimits.timeout``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import socket
 import ssl
 import time
@@ -118,7 +119,7 @@ class Fetched:
     headers: dict[str, str]
     """Lower-case names; repeated headers joined with ``, ``."""
     bytes: int = 0
-    body: bytes = b""
+    body: builtins.bytes = b""
     """Kept only when ``keep_body`` was asked for (auth replies, error documents)."""
     truncated: bool = False
     """We stopped reading before the server's body ended (``max_bytes`` reached)."""

@@ -38,7 +38,9 @@ def range_header(max_bytes: int) -> dict[str, str]:
 async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
     url, user, password = split_userinfo(target.url)
     secrets = tuple(s for s in (user, password) if s)
-    return await measure("http", target, limits, lambda run: _run(run, url, user, password), secrets)
+    return await measure(
+        "http", target, limits, lambda run: _run(run, url, user, password), secrets
+    )
 
 
 async def _run(run: Run, url: str, user: str | None, password: str | None) -> None:

@@ -103,9 +103,10 @@ def _read(
     try:
         if str(cluster.get_fsid()) != fsid:
             raise _OtherCluster
-        with cluster.open_ioctx(pool) as ioctx, rbd.Image(
-            ioctx, name, snapshot=snap or None, read_only=True
-        ) as image:
+        with (
+            cluster.open_ioctx(pool) as ioctx,
+            rbd.Image(ioctx, name, snapshot=snap or None, read_only=True) as image,
+        ):
             connected = time.monotonic()
             first = image.read(0, min(max_bytes, 1 << 20))
             first_at = time.monotonic()

@@ -41,7 +41,7 @@ def to_json(result: ProbeResult, indent: int | None = 2) -> str:
 
 def to_table(result: ProbeResult) -> str:
     """A short human report: what was probed, the outcome, then one line per phase."""
-    outcome = result.outcome
+    outcome: str = result.outcome
     if result.error_class:
         outcome += f" ({result.error_class})"
     lines = [

@@ -279,7 +279,9 @@ async def _run(
             started = time.monotonic()
             cache.auth_requests += 1
             try:
-                token = await (_auth_v3 if version == "3" else _auth_v1)(creds, auth_url, run.limits)
+                token = await (_auth_v3 if version == "3" else _auth_v1)(
+                    creds, auth_url, run.limits
+                )
             except AuthFailed as failed:
                 run.phases.add("auth", time.monotonic() - started)
                 run.status = failed.status

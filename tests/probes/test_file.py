@@ -26,7 +26,12 @@ def test_reads_the_first_bytes_of_a_real_file(tmp_path: Path) -> None:
     image = tmp_path / "image"
     image.write_bytes(pattern(300_000))
     result = asyncio.run(probe_url(f"file://{image}", ProbeLimits(max_bytes=100_000)))
-    assert (result.outcome, result.kind, result.bytes, result.status) == ("ok", "file", 100_000, None)
+    assert (result.outcome, result.kind, result.bytes, result.status) == (
+        "ok",
+        "file",
+        100_000,
+        None,
+    )
     assert result.phases.connect is not None and result.phases.first_byte is not None
     assert result.backend.startswith("file://")
 

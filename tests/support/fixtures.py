@@ -1,6 +1,6 @@
 """pytest fixtures for real servers; import the ones you need into a conftest.py.
 
-    from tests.support.fixtures import http_servers, s3_server, swift_cluster  # noqa: F401
+from tests.support.fixtures import http_servers, s3_server, swift_cluster  # noqa: F401
 """
 
 from __future__ import annotations

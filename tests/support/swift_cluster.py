@@ -123,8 +123,7 @@ class SwiftCluster:
         )
         for server in ("account", "container", "object"):
             (root / f"{server}-server.conf").write_text(
-                common
-                + f"bind_port = {self.ports[server]}\ndevices = {root}/srv/{server}\n\n"
+                common + f"bind_port = {self.ports[server]}\ndevices = {root}/srv/{server}\n\n"
                 f"[pipeline:main]\npipeline = {server}-server\n\n"
                 f"[app:{server}-server]\nuse = egg:swift#{server}\n"
             )
@@ -209,7 +208,8 @@ class SwiftCluster:
                 "proxy.log",
             )
             deadline = time.monotonic() + timeout
-            for name, process in zip(("account", "container", "object"), self.processes[1:4]):
+            servers = ("account", "container", "object")
+            for name, process in zip(servers, self.processes[1:4], strict=True):
                 port = self.ports[name]
                 wait_until(
                     lambda port=port: _listening(self.host, port),  # type: ignore[misc]
