@@ -118,6 +118,8 @@ async def measure(
         run.fail("local", f"unsupported protocol: {exc}")
     except (ssl.SSLError, OSError) as exc:
         run.fail("local", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a probe must return a result, never raise into a scheduler
+        run.fail("local", f"probe failed unexpectedly: {type(exc).__name__}")
     run.phases.total = time.monotonic() - started
     return ProbeResult(
         url=redact_url(target.url),

@@ -5,6 +5,8 @@ host unless ``ProbeLimits.allow_host`` says yes: the node must not become a
 way to fetch arbitrary URLs. A redirect we may not follow makes the backend
 *not measurable* (a config question), not failed. Basic-auth userinfo in the
 URL (Glance's http store allows it) is sent only to the original host.
+Userinfo ends at the last ``@`` (strategies.backends' rule), so the host
+contacted is always the host in the backend key.
 """
 
 from __future__ import annotations

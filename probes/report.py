@@ -73,3 +73,26 @@ def to_table(result: ProbeResult) -> str:
 
 def render(result: ProbeResult, as_json: bool = False) -> str:
     return to_json(result) if as_json else to_table(result)
+
+
+def cli_probe(
+    url: str,
+    *,
+    max_bytes: int = 1 << 20,
+    as_json: bool = False,
+    timeout: float = 30.0,
+    ca_file: str | None = None,
+) -> tuple[int, str]:
+    """One-off probe for ``location-sidecar probe URL``: ``(exit status, text)``.
+
+    Exit status 0 when the probe succeeded (or none is needed), 1 on an error,
+    2 when the backend cannot be measured from here.
+    """
+    import asyncio
+
+    from probes import ProbeLimits, probe_url
+
+    limits = ProbeLimits(max_bytes=max_bytes, timeout=timeout, ca_file=ca_file)
+    result = asyncio.run(probe_url(url, limits))
+    status = {"ok": 0, "not_needed": 0, "error": 1}.get(result.outcome, 2)
+    return status, render(result, as_json=as_json)

@@ -241,7 +241,7 @@ async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
         secrets += SwiftCredentials(user=location.user, key=location.key).secrets()
     if configured:
         secrets += configured.secrets()
-    cache = target.swift_tokens if isinstance(target.swift_tokens, TokenCache) else TokenCache()
+    cache = target.swift_tokens if target.swift_tokens is not None else TokenCache()
     return await measure(
         "swift", target, limits, lambda run: _run(run, location, configured, cache), secrets
     )

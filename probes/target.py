@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from strategies.backends import redact_url
+
+if TYPE_CHECKING:
+    from probes.swift import TokenCache
 
 KiB = 1024
 
@@ -93,8 +96,8 @@ class ProbeTarget:
 
     url: str
     credentials: Credentials | None = None
-    swift_tokens: object | None = None
-    """A ``probes.swift.TokenCache`` (typed loosely to keep this module light)."""
+    swift_tokens: TokenCache | None = None
+    """Swift tokens by credentials; one cache per scheduler, shared by its probes."""
     local_ceph_fsid: str | None = None
     file_roots: tuple[str, ...] = ()
 

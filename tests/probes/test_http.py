@@ -189,3 +189,25 @@ def test_https_with_a_configured_ca_file(tls_ca: trustme.CA, tmp_path: object) -
         untrusted, _ = run(srv.url(), max_bytes=1000)  # system store does not know this CA
         assert (untrusted.outcome, untrusted.error_class) == ("error", "local")
         assert "TLS" in untrusted.message or "certificate" in untrusted.message
+
+
+def test_cli_helper_and_sample_fields(http_servers: Servers) -> None:
+    import json
+
+    from probes.report import cli_probe
+
+    server = http_servers("127.0.0.2", content=CONTENT)
+    secret = "cli-secret-0a9b"
+    status, text = cli_probe(server.url(userinfo=f"u:{secret}"), max_bytes=2048, as_json=True)
+    data = json.loads(text)
+    assert status == 0 and data["outcome"] == "ok" and data["bytes"] == 2048
+    assert secret not in text
+    status, table = cli_probe(server.url("/_fault/404/x"))
+    assert status == 1 and "error (missing)" in table and "first byte" in table
+    assert cli_probe("cinder://vol")[0] == 2
+
+    result, _ = run(server.url(), max_bytes=1000)
+    fields = result.sample_fields()
+    assert fields["ok"] is True and fields["bytes"] == 1000 and fields["error_class"] is None
+    assert fields["backend"] == result.backend
+    assert fields["seconds"] >= fields["first_byte_seconds"] > 0
