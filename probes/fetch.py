@@ -75,14 +75,20 @@ class _TimedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        started = time.monotonic()
+        started = lookup_started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            # The connect timeout covers the lookup too: a dead resolver is a connect problem.
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout("name lookup timed out") from None
         except OSError as exc:
             raise ResolveError(f"cannot resolve host: {exc.strerror or exc}") from None
         self._phases.add("resolve", time.monotonic() - started)
         started = time.monotonic()
+        if timeout is not None:
+            timeout = max(0.001, timeout - (started - lookup_started))
         error: Exception | None = None
         for *_, sockaddr in infos:
             try:

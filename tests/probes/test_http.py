@@ -73,7 +73,8 @@ def test_empty_object_gives_416_and_no_error(http_servers: Servers) -> None:
 )
 def test_status_classes(http_servers: Servers, fault: str, error_class: str, status: int) -> None:
     server = http_servers("127.0.0.3", content=CONTENT, fault=fault, retry_after="120")
-    result, _ = run(server.url())
+    result, elapsed = run(server.url(), timeout=3)
+    assert elapsed < 3 + MARGIN
     assert (result.outcome, result.error_class, result.status) == ("error", error_class, status)
     assert result.retry_after == (120.0 if fault == "503" else None)
 
@@ -121,6 +122,17 @@ def test_first_byte_delay_and_bandwidth_show_in_the_phases(http_servers: Servers
     assert result.phases.transfer is not None and result.phases.transfer >= 0.4
     assert result.throughput_bytes_per_second is not None
     assert result.throughput_bytes_per_second < 500_000
+
+
+def test_fast_and_slow_backends_measure_apart(http_servers: Servers) -> None:
+    fast = http_servers("127.0.0.2", content=CONTENT)
+    slow = http_servers("127.0.0.3", content=CONTENT, bandwidth=300_000)
+    quick, _ = run(fast.url(), max_bytes=150_000)
+    sluggish, _ = run(slow.url(), max_bytes=150_000)
+    assert quick.ok and sluggish.ok and quick.backend != sluggish.backend
+    assert quick.throughput_bytes_per_second and sluggish.throughput_bytes_per_second
+    assert sluggish.throughput_bytes_per_second < 400_000
+    assert quick.throughput_bytes_per_second > sluggish.throughput_bytes_per_second
 
 
 def test_same_host_redirect_is_followed(http_servers: Servers) -> None:

@@ -35,7 +35,7 @@ class KeystoneStub:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, 0), _handler(self))
         self._httpd.daemon_threads = True
-        self.host, self.port = self._httpd.server_address[:2]
+        self.host, self.port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -102,6 +102,7 @@ def _handler(stub: KeystoneStub) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            headers: dict[str, str]
             if self.path.rstrip("/") != "/v3/auth/tokens":
                 status, headers, body = 404, {}, b"{}"
             else:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-import botocore.session
+import botocore.session  # type: ignore[import-untyped]
 import httpx
 
 from tests.support.processes import stop_process, wait_until

@@ -144,7 +144,7 @@ class SwiftCluster:
         )
 
     def _build_rings(self) -> None:
-        from swift.common.ring import RingBuilder
+        from swift.common.ring import RingBuilder  # type: ignore[import-untyped]
 
         for server in ("account", "container", "object"):
             builder = RingBuilder(4, 1, 1)
