@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict strategies/
+	$(BIN)/mypy --strict strategies/ probes/
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

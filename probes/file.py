@@ -1,0 +1,92 @@
+"""``file://`` locations: read the first ``max_bytes`` bytes from storage.
+
+The file's cached pages are dropped first (``POSIX_FADV_DONTNEED``), so the
+figure is the storage's, not the page cache's. Pages another process keeps
+dirty or mapped may stay cached: on a busy node the number is a lower bound.
+Phases map as: ``connect`` = open(), ``first_byte`` = the first read,
+``transfer`` = the other reads. Blocking I/O runs in a worker thread; the
+hard deadline returns on time, and the thread stops at its next read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from probes.common import Run, measure
+from probes.result import ErrorClass, ProbeResult
+from probes.target import ProbeLimits, ProbeTarget
+from strategies.backends import backend_of
+
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class _Read:
+    open_s: float
+    first_s: float
+    transfer_s: float
+    bytes: int
+
+
+def error_class_of(code: int | None) -> ErrorClass:
+    """Error class of an ``errno`` from open/read."""
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return "missing"
+    if code in (errno.EACCES, errno.EPERM):
+        return "auth"
+    if code == errno.EIO:
+        return "server"
+    return "local"
+
+
+def read_head(path: str, max_bytes: int, stop: threading.Event) -> _Read:
+    """Open ``path``, drop its cached pages, read up to ``max_bytes``; blocking."""
+    started = time.monotonic()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        opened = time.monotonic()
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        first_at = None
+        total = 0
+        while total < max_bytes and not stop.is_set():
+            piece = os.read(fd, min(CHUNK, max_bytes - total))
+            if first_at is None:
+                first_at = time.monotonic()
+            if not piece:
+                break
+            total += len(piece)
+        ended = time.monotonic()
+        first_at = first_at or ended
+        return _Read(opened - started, first_at - opened, ended - first_at, total)
+    finally:
+        os.close(fd)
+
+
+async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
+    return await measure("file", target, limits, _run)
+
+
+async def _run(run: Run) -> None:
+    path = backend_of(run.target.url).path
+    if not path:
+        run.fail("local", "file URL has no path")
+        return
+    stop = threading.Event()
+    try:
+        got = await asyncio.to_thread(read_head, path, run.limits.max_bytes, stop)
+    except OSError as exc:
+        name = errno.errorcode.get(exc.errno or 0, "error")
+        run.fail(error_class_of(exc.errno), f"{name}: {exc.strerror or 'cannot read'}")
+        return
+    finally:
+        stop.set()
+    run.phases.add("connect", got.open_s)
+    run.phases.add("first_byte", got.first_s)
+    run.phases.add("transfer", got.transfer_s)
+    run.progress.bytes = got.bytes

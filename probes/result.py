@@ -1,0 +1,163 @@
+"""The one result type every probe returns, whatever the backend kind.
+
+Shaped after blackbox_exporter: disjoint phase durations plus an outcome, so
+the scheduler can feed estimators and metrics without knowing the protocol.
+A result never holds a credential: the URL is redacted and messages are built
+from redacted pieces (and scrubbed of known secrets as a second line).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ErrorClass = Literal["local", "server", "missing", "auth"]
+Outcome = Literal["ok", "error", "not_measurable", "not_needed"]
+"""``ok``/``error``: a probe ran. ``not_measurable``: this node cannot measure the
+backend (cinder, vsphere, swift+config, rbd without bindings, a redirect it may
+not follow). ``not_needed``: nothing to measure (an rbd clone on the local cluster)."""
+
+PHASES = ("resolve", "connect", "tls", "first_byte", "transfer", "total")
+
+
+@dataclass
+class Phases:
+    """Disjoint durations in seconds (``None``: the phase did not happen).
+
+    ``first_byte`` runs from the request being sent (after connect and TLS) to
+    the response headers; ``transfer`` from the headers to the last byte read.
+    ``auth`` is the time spent getting a token (Swift) and is not a storage
+    phase: it is outside ``first_byte_seconds`` but inside ``total``.
+    """
+
+    resolve: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    first_byte: float | None = None
+    transfer: float | None = None
+    total: float = 0.0
+    auth: float | None = None
+
+    def add(self, name: str, seconds: float) -> None:
+        """Accumulate (a redirect or a retried request adds to the same phase)."""
+        current = getattr(self, name)
+        setattr(self, name, seconds if current is None else current + seconds)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One measurement of one backend from this node."""
+
+    url: str
+    """The probed location, redacted (no userinfo, query or fragment)."""
+    backend: str
+    """``strategies.backends.backend_of(url).key``: credential-free."""
+    kind: str
+    """Probe module that ran: ``http``, ``file``, ``s3``, ``swift``, ``rbd`` or ``none``."""
+    outcome: Outcome
+    error_class: ErrorClass | None = None
+    status: int | None = None
+    """HTTP status of the last response, when there was one."""
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (``Retry-After``), when given."""
+    bytes: int = 0
+    requested_bytes: int = 0
+    phases: Phases = field(default_factory=Phases)
+    range_honoured: bool | None = None
+    """``False`` when an HTTP server answered 200 to a ranged GET (we still read at
+    most ``requested_bytes``)."""
+    timed_out: bool = False
+    started_at: float = field(default_factory=time.time)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def measured(self) -> bool:
+        """Whether this result is a sample (ok or error), not a "cannot/need not" note."""
+        return self.outcome in ("ok", "error")
+
+    @property
+    def first_byte_seconds(self) -> float | None:
+        """Latency as a client sees it: resolve + connect + TLS + first byte (no auth)."""
+        if self.phases.first_byte is None:
+            return None
+        parts = (self.phases.resolve, self.phases.connect, self.phases.tls, self.phases.first_byte)
+        return sum(p for p in parts if p is not None)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the data request: first byte plus transfer (no auth)."""
+        first = self.first_byte_seconds
+        if first is None:
+            return self.phases.total
+        return first + (self.phases.transfer or 0.0)
+
+    @property
+    def throughput_bytes_per_second(self) -> float | None:
+        transfer = self.phases.transfer
+        if not self.bytes or not transfer or transfer <= 0:
+            return None
+        return self.bytes / transfer
+
+    def sample_fields(self) -> dict[str, Any]:
+        """The ``Sample`` fields a probe result determines (the scheduler adds
+        ``source="probe"`` and ``kind``). Only meaningful when ``measured``."""
+        return {
+            "time": self.started_at,
+            "backend": self.backend,
+            "ok": self.ok,
+            "error_class": self.error_class,
+            "status": self.status,
+            "first_byte_seconds": self.first_byte_seconds,
+            "bytes": self.bytes,
+            "seconds": self.seconds,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["first_byte_seconds"] = self.first_byte_seconds
+        data["seconds"] = self.seconds
+        data["throughput_bytes_per_second"] = self.throughput_bytes_per_second
+        return data
+
+
+def class_of_status(status: int) -> ErrorClass | None:
+    """Error class of an HTTP status; ``None`` for success."""
+    if status < 400 or status == 416:
+        return None
+    if status in (401, 403):
+        return "auth"
+    if status in (404, 410):
+        return "missing"
+    # 5xx, 429 and any other 4xx: the server refused a well-formed probe.
+    return "server"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Second line of defence: blank out known secrets in a message."""
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,265 @@
+"""A real HTTP server on a loopback address, with Range support and faults.
+
+Used by the probe tests, and meant for bench/ and reliability tests too: each
+instance binds its own address (127.0.0.2, 127.0.0.3, ...) so that backends
+get distinct keys, serves one object at every path, and can be told to be
+slow (first-byte delay, token-bucket bandwidth) or broken (see ``FAULTS``).
+A fault applies to the whole server (``server.fault = "..."``) or to one
+request through a path prefix: ``/_fault/<mode>/anything``.
+
+Every request lands in ``server.log`` before it is answered, so a test can
+assert that something was (or was not) fetched.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = (
+    "ignore_range",  # 200 with the whole body, whatever Range says
+    "reset",  # headers and half the body, then a TCP reset
+    "hang",  # accept the request, never answer (until the server stops)
+    "drip",  # headers, then one byte every ``drip_interval`` seconds
+    "404",
+    "401",
+    "403",
+    "500",
+    "503",  # with Retry-After: ``retry_after``
+    "redirect",  # 302 to ``redirect_to`` (absolute or relative)
+)
+
+
+@dataclass
+class Request:
+    time: float
+    client: str
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class ServerConfig:
+    content: bytes = b""
+    first_byte_delay: float = 0.0
+    bandwidth: float | None = None
+    """Bytes per second (token bucket, burst ``chunk``); ``None``: as fast as possible."""
+    chunk: int = 16 * 1024
+    fault: str | None = None
+    retry_after: str = "7"
+    redirect_to: str = "/"
+    drip_interval: float = 0.2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeServer:
+    """``with RangeServer("127.0.0.2", content=b"...") as srv: srv.url("/x")``."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, **config: Any
+    ) -> None:
+        self.config = ServerConfig(**config)
+        self.scheme = "https" if tls else "http"
+        self.log: list[Request] = []
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        handler = _make_handler(self)
+        self._httpd = _QuietServer((host, 0), handler)
+        self._httpd.daemon_threads = True
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self.host, self.port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    # configuration shortcuts
+    def __getattr__(self, name: str) -> Any:
+        if name in ServerConfig.__dataclass_fields__:
+            return getattr(self.config, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ServerConfig.__dataclass_fields__:
+            setattr(self.config, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def url(self, path: str = "/object", scheme: str = "", userinfo: str = "") -> str:
+        at = f"{userinfo}@" if userinfo else ""
+        return f"{scheme or self.scheme}://{at}{self.host}:{self.port}{path}"
+
+    def start(self) -> RangeServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> RangeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self.log.append(request)
+
+    def requests(self) -> list[Request]:
+        with self._lock:
+            return list(self.log)
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[Request]:
+        """Poll (with a deadline) until ``count`` requests were logged."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = self.requests()
+            if len(seen) >= count:
+                return seen
+            self.stopping.wait(0.01)
+        raise TimeoutError(f"{len(self.requests())} requests logged, wanted {count}")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (probes stop reading at max_bytes) are normal."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._answer(body=True)
+
+        def do_HEAD(self) -> None:
+            self._answer(body=False)
+
+        def _answer(self, body: bool) -> None:
+            cfg = server.config
+            server.record(
+                Request(
+                    time=time.time(),
+                    client=self.client_address[0],
+                    method=self.command,
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                )
+            )
+            fault = cfg.fault
+            match = re.match(r"^/_fault/([^/]+)(/.*)?$", self.path)
+            if match:
+                fault = match.group(1)
+            if cfg.first_byte_delay and server.stopping.wait(cfg.first_byte_delay):
+                return
+            if fault == "hang":
+                server.stopping.wait(3600)
+                self.close_connection = True
+                return
+            if fault in ("404", "401", "403", "500", "503"):
+                self._status_only(int(fault))
+                return
+            if fault == "redirect":
+                self.send_response(302)
+                self.send_header("Location", cfg.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            content = cfg.content
+            start, end, status = 0, len(content) - 1, 200
+            wanted = self.headers.get("Range")
+            if wanted and fault != "ignore_range":
+                parsed = _RANGE.match(wanted.strip())
+                if parsed and (parsed.group(1) or parsed.group(2)):
+                    first, last = parsed.group(1), parsed.group(2)
+                    if first:
+                        start = int(first)
+                        end = min(int(last), len(content) - 1) if last else len(content) - 1
+                    else:
+                        start = max(0, len(content) - int(last))
+                    if start >= len(content):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(content)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    status = 206
+            payload = content[start : end + 1]
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(content)}")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if not body:
+                return
+            if fault == "reset":
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                self.connection.close()
+                return
+            if fault == "drip":
+                for i in range(len(payload)):
+                    if server.stopping.wait(cfg.drip_interval):
+                        return
+                    self.wfile.write(payload[i : i + 1])
+                    self.wfile.flush()
+                return
+            self._send_body(payload)
+
+        def _send_body(self, payload: bytes) -> None:
+            cfg = server.config
+            rate = cfg.bandwidth
+            started = time.monotonic()
+            sent = 0
+            for offset in range(0, len(payload), cfg.chunk):
+                piece = payload[offset : offset + cfg.chunk]
+                if rate:
+                    # token bucket: ``sent`` bytes may go out by started + sent / rate
+                    due = started + (sent + len(piece) - cfg.chunk) / rate
+                    wait = due - time.monotonic()
+                    if wait > 0 and server.stopping.wait(wait):
+                        return
+                try:
+                    self.wfile.write(piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                sent += len(piece)
+
+        def _status_only(self, status: int) -> None:
+            text = f"status {status}\n".encode()
+            self.send_response(status)
+            if status == 503:
+                self.send_header("Retry-After", server.config.retry_after)
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="probe"')
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+
+    return Handler
