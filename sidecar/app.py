@@ -107,6 +107,7 @@ class SidecarApp(FastAPI):
         self.progress = 0
         """Ticks of the maintenance loop: the watchdog's proof of life."""
         self.started = False
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._factories: list[tuple[str, TaskFactory]] = []
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -129,12 +130,22 @@ class SidecarApp(FastAPI):
             self.metrics.sample(sample)
 
     def add_background_task(self, name: str, factory: TaskFactory) -> None:
-        """Run ``await factory(app)`` while the app runs (started now if it already is)."""
+        """Run ``await factory(app)`` while the app runs (started now if it already is).
+
+        Safe to call from any thread.
+        """
         if name in self.tasks or any(n == name for n, _ in self._factories):
             raise ValueError(f"background task {name!r} already exists")
         self._factories.append((name, factory))
-        if self.started:
-            self._start(name, factory)
+        if self.started and self.loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self.loop:
+                self._start(name, factory)
+            else:  # from another thread
+                self.loop.call_soon_threadsafe(self._start, name, factory)
 
     def _start(self, name: str, factory: TaskFactory) -> None:
         async def run() -> None:
@@ -204,6 +215,7 @@ class SidecarApp(FastAPI):
             self.history.rows,
             replayed,
         )
+        self.loop = asyncio.get_running_loop()
         self.started = True
         for name, factory in self._factories:
             self._start(name, factory)
