@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## The main job: rank example locations (the sidecar daemon replaces this once it lands).
+## The main job: start the sidecar on 127.0.0.1:29292 (state under ./var/ in a checkout).
 run: $(STAMP)
-	$(BIN)/location-sidecar rank --example
+	$(BIN)/location-sidecar serve
 
 ## The whole test suite, as CI runs it.
 test: system-deps $(STAMP) lint typecheck unit
