@@ -56,6 +56,8 @@ from strategies.units import parse_duration
 LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_BACKENDS = 1024
+"""Reports may not create more backends than this: memory and label cardinality stay bounded."""
 TaskFactory = Callable[["SidecarApp"], Awaitable[None]]
 
 
@@ -450,6 +452,8 @@ def create_app(
             key = _backend_key(item.url, app)
             if key is None:
                 raise APIError(422, f"observation {index}: cannot place its URL on a backend")
+            if key not in app.estimators.backends and len(app.estimators.backends) >= MAX_BACKENDS:
+                raise APIError(422, f"observation {index}: more than {MAX_BACKENDS} backends")
             samples.append(
                 Sample(
                     time=now,

@@ -73,10 +73,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 # -- serve ------------------------------------------------------------------------------
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from sidecar.config import ConfigError, load_config
+    from sidecar.config import ConfigError, default_section_parsers, load_config
 
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, section_parsers=default_section_parsers())
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -128,6 +128,17 @@ _OWN_KEYS = {"location_strategy", "node_id"}
 FOREIGN_SECTIONS = {"probe"}
 
 
+def default_section_parsers() -> dict[str, SectionParser]:
+    """Parsers of the sections other packages own, used by ``location-sidecar serve``.
+
+    A parser takes the raw table and returns a typed object, raising
+    :class:`ConfigError` (or :class:`strategies.errors.InvalidSetting`) when a
+    value is wrong. The probes package plugs in here, e.g.
+    ``{"probe": probes.config.parse_probe_section}``.
+    """
+    return {}
+
+
 def checkout_root() -> Path | None:
     """The source checkout this package runs from, or ``None`` when installed normally."""
     root = Path(__file__).resolve().parent.parent
@@ -222,7 +233,14 @@ def parse_config(
     sections: dict[str, Any] = {}
     for name in sorted(set(parsers) | FOREIGN_SECTIONS):
         raw = _table(data, name)
-        sections[name] = parsers[name](raw) if name in parsers else raw
+        if name not in parsers:
+            sections[name] = raw
+            continue
+        try:
+            sections[name] = parsers[name](raw)
+        except InvalidSetting as exc:
+            key = exc.key if exc.key.startswith(name) else f"{name}.{exc.key}"
+            raise ConfigError(key, exc.value, exc.expected) from None
     return SidecarConfig(
         strategy=strategy,
         node_id=node_id,

@@ -229,8 +229,8 @@ class History:
                     with db.atomic():
                         cursor = db.execute("DELETE FROM samples WHERE time < ?", [job.payload])
                         deleted = max(cursor.rowcount, 0)
-                    db.conn.execute("PRAGMA incremental_vacuum")
-                    db.conn.commit()
+                    # One page per step: executescript steps to the end (execute stops at one).
+                    db.conn.executescript("PRAGMA incremental_vacuum;")
                 except sqlite3.Error as exc:
                     self._failed([job], exc)
                 else:

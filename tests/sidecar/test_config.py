@@ -140,3 +140,13 @@ def test_serve_with_a_bad_config_exits_2_with_one_line(tmp_path: Path, text: str
 def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="existing TOML file"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+def test_a_section_parser_error_is_a_config_error() -> None:
+    from strategies.errors import InvalidSetting
+
+    def parse(table: Any) -> None:
+        raise InvalidSetting("interval", table.get("interval"), "a duration")
+
+    with pytest.raises(ConfigError, match=r"probe\.interval = 'x': expected a duration"):
+        parse_config({"probe": {"interval": "x"}}, section_parsers={"probe": parse})

@@ -116,3 +116,13 @@ def test_read_filters(history: History) -> None:
     ]
     assert [s.time for s in history.read(since=T0 + 0.5)] == [T0 + 1]
     assert [s.time for s in history.read(newest_first=True, limit=1)] == [T0 + 1]
+
+
+def test_prune_vacuums_incrementally(history: History) -> None:
+    history.submit([sample(T0 - 7200, n=i) for i in range(5000)]).result(timeout=30)
+    conn = sqlite3.connect(history.path)
+    pages_before = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert history.submit_prune(T0).result(timeout=30) == 5000
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert conn.execute("PRAGMA page_count").fetchone()[0] < pages_before / 2
+    conn.close()
