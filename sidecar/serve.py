@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from types import FrameType
 
@@ -11,6 +12,7 @@ import uvicorn
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig
+from sidecar.history import History, HistoryError
 from sidecar.notify import Notifier
 
 LOG = logging.getLogger(__name__)
@@ -61,10 +63,25 @@ async def serve(
     return 0 if server.started else 1
 
 
+def preflight(config: SidecarConfig) -> str | None:
+    """One line saying why the daemon cannot start, or ``None``: checked before binding."""
+    history = History(config.history.path, retention=config.history.retention)
+    try:
+        history.open()
+    except HistoryError as exc:
+        return str(exc)
+    history.close()
+    return None
+
+
 def run(config: SidecarConfig) -> int:
     """The ``serve`` command's body: returns the process exit code."""
     logging.basicConfig(
         level=config.server.log_level.upper(),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    problem = preflight(config)
+    if problem:
+        print(f"location-sidecar: {problem}", file=sys.stderr)
+        return 1
     return asyncio.run(serve(config))

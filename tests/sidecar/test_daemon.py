@@ -194,3 +194,24 @@ def test_notify_ready_watchdog_stopping_in_order(
     conn = sqlite3.connect(str(tmp_path / "state" / "history.db"))
     assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
     conn.close()
+
+
+def test_an_unusable_history_path_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.sidecar.support import ROOT
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = make_config(tmp_path, {"history": {"path": str(blocker / "history.db")}})
+    path = write_toml(tmp_path / "sidecar.toml", config)
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot open history" in result.stderr
