@@ -28,9 +28,9 @@ $(GLANCE_STAMP): pyproject.toml tests/glance/constraints.txt
 	$(GLANCE_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(GLANCE_STAMP)
 
-## The main job: rank example locations (the sidecar daemon replaces this once it lands).
+## The main job: start the sidecar on 127.0.0.1:29292 (state under ./var/ in a checkout).
 run: $(STAMP)
-	$(BIN)/location-sidecar rank --example
+	$(BIN)/location-sidecar serve
 
 ## The whole test suite, as CI runs it.
 test: system-deps $(STAMP) lint typecheck unit test-glance
@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict strategies/ probes/
+	$(BIN)/mypy --strict strategies/ probes/ sidecar/
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

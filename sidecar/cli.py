@@ -1,13 +1,21 @@
-"""``location-sidecar``: the command-line entry point."""
+"""``location-sidecar``: run the daemon, and ask it things from a shell.
+
+Exit codes: 0 done, 1 the sidecar is unreachable or refused, 2 bad argument or config.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from strategies import StrategyConfig, available_strategies, get_ordered_locations
+from strategies.sidecar_client import URL_ENV, SidecarError, request_json
+from strategies.units import parse_duration, parse_size
 
 EXAMPLE_LOCATIONS = [
     {"url": "https://mirror.example.org/images/cirros.qcow2", "metadata": {"store": "web"}},
@@ -22,9 +30,103 @@ EXAMPLE_LOCATIONS = [
     },
 ]
 EXAMPLE_PREFERENCE = ["rbd", "file", "swift", "http", "s3"]
+PROG = "location-sidecar"
 
 
+class UsageError(Exception):
+    """A bad argument: one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def sidecar_url(args: argparse.Namespace) -> str:
+    if args.sidecar:
+        return str(args.sidecar)
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    listen = os.environ.get("LOCATION_SIDECAR_LISTEN") or "127.0.0.1:29292"
+    return f"http://{listen}"
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _fmt(value: float | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value / scale:.{digits}g}{unit}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+# -- serve ------------------------------------------------------------------------------
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from sidecar.config import ConfigError, default_section_parsers, load_config
+
+    try:
+        config = load_config(args.config, section_parsers=default_section_parsers())
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    from sidecar.serve import run
+
+    return run(config)
+
+
+# -- rank -------------------------------------------------------------------------------
 def _cmd_rank(args: argparse.Namespace) -> int:
+    if args.example or args.offline:
+        return _rank_offline(args)
+    if not args.urls:
+        raise UsageError("rank: give one or more URLs, or --example")
+    body: dict[str, Any] = {
+        "locations": [{"url": url, "metadata": {}} for url in args.urls],
+        "image_size": _size(args.size),
+        "image_id": args.image_id,
+        "strategy": args.strategy,
+    }
+    answer = request_json(sidecar_url(args), "/v1/rank", body=body, timeout=args.timeout)
+    if args.json:
+        _print_json(answer)
+        return 0
+    from strategies.backends import redact_url
+
+    print(f"strategy {answer['strategy']}, mode {answer['mode']}: {answer['reason']}")
+    rows = [
+        [
+            str(position),
+            redact_url(item["url"]),
+            _fmt(item.get("expected_seconds"), " s"),
+            item.get("why") or "",
+        ]
+        for position, item in enumerate(answer["locations"], 1)
+    ]
+    _table(["#", "location", "expected", "why"], rows)
+    return 0
+
+
+def _size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_size(text, name="--size")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _rank_offline(args: argparse.Namespace) -> int:
     from strategies.backends import redact_url
 
     if args.example:
@@ -32,17 +134,19 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     elif args.urls:
         locations = [{"url": url, "metadata": {}} for url in args.urls]
     else:
-        print("location-sidecar rank: give one or more URLs, or --example", file=sys.stderr)
-        return 2
+        raise UsageError("rank: give one or more URLs, or --example")
     preference = args.preference.split(",") if args.preference else EXAMPLE_PREFERENCE
     try:
-        conf = StrategyConfig(location_strategy=args.strategy, store_type_preference=preference)
-        ordered = get_ordered_locations(locations, conf=conf)
+        conf = StrategyConfig(
+            location_strategy=args.strategy or "store_type", store_type_preference=preference
+        )
+        ordered = get_ordered_locations(
+            locations, conf=conf, image_size=_size(args.size), image_id=args.image_id
+        )
     except (TypeError, ValueError) as exc:
-        print(f"location-sidecar rank: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"rank: {exc}") from None
     if args.json:
-        print(json.dumps({"strategy": conf.location_strategy, "locations": ordered}, indent=2))
+        _print_json({"strategy": conf.location_strategy, "locations": ordered})
     else:
         print(f"strategy {conf.location_strategy}, preference {','.join(preference)}")
         for position, location in enumerate(ordered, 1):
@@ -50,22 +154,179 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- backends ------------------------------------------------------------------------
+def _cmd_backends(args: argparse.Namespace) -> int:
+    answer = request_json(sidecar_url(args), "/v1/backends", timeout=args.timeout)
+    if args.json:
+        _print_json(answer)
+        return 0
+    rows = []
+    for b in answer["backends"]:
+        state = "ejected" if b["ejected"] else ("fresh" if b["fresh"] else "stale")
+        rows.append(
+            [
+                b["backend"],
+                _fmt(b["latency_seconds"], " ms", 0.001),
+                _fmt(b["throughput_bytes_per_second"], " MB/s", 1e6),
+                _fmt(b["age_seconds"], " s", digits=4),
+                state,
+                f"{b['samples']['probe']}/{b['samples']['report']}",
+                " ".join(f"{k}={v}" for k, v in b["errors"].items() if v) or "-",
+            ]
+        )
+    if answer.get("network_suspect"):
+        print("every active backend is failing: this node's network is suspected")
+    if not rows:
+        print("no backend measured yet")
+        return 0
+    _table(["backend", "latency", "throughput", "age", "state", "probe/report", "errors"], rows)
+    return 0
+
+
+# -- observe ----------------------------------------------------------------------------
+def _cmd_observe(args: argparse.Namespace) -> int:
+    for name in ("seconds", "first_byte"):
+        value = getattr(args, name)
+        if value is not None and not (value >= 0 and value != float("inf")):
+            raise UsageError(f"observe: --{name.replace('_', '-')} must be finite and >= 0")
+    body = {
+        "url": args.url,
+        "ok": args.failed is None,
+        "bytes": parse_size(args.bytes, name="--bytes") if args.bytes else 0,
+        "seconds": args.seconds,
+        "first_byte_seconds": args.first_byte,
+        "error": args.failed,
+    }
+    answer = request_json(sidecar_url(args), "/v1/observations", body=body, timeout=args.timeout)
+    if args.json:
+        _print_json(answer)
+    else:
+        print(f"stored {answer['stored']} observation(s)")
+    return 0
+
+
+# -- history ----------------------------------------------------------------------------
+def _cmd_history(args: argparse.Namespace) -> int:
+    from urllib.parse import urlencode
+
+    query: dict[str, str] = {"limit": str(args.limit)}
+    if args.backend:
+        from strategies.backends import backend_of
+
+        try:
+            query["backend"] = backend_of(args.backend).key  # a URL: never send its secret
+        except ValueError:
+            query["backend"] = args.backend
+    if args.since:
+        try:
+            float(args.since)
+        except ValueError:
+            try:
+                parse_duration(args.since, name="--since")
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        query["since"] = args.since
+    answer = request_json(
+        sidecar_url(args), "/v1/history?" + urlencode(query), timeout=args.timeout
+    )
+    if args.json:
+        _print_json(answer)
+        return 0
+    rows = [
+        [
+            datetime.datetime.fromtimestamp(s["time"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            s["backend"],
+            s["source"],
+            s["kind"],
+            "ok" if s["ok"] else f"error:{s['error_class']}",
+            str(s["bytes"]),
+            _fmt(s["seconds"], " s"),
+            _fmt(s["first_byte_seconds"], " s"),
+        ]
+        for s in answer["samples"]
+    ]
+    if not rows:
+        print("no samples")
+        return 0
+    _table(["time (UTC)", "backend", "source", "kind", "outcome", "bytes", "seconds", "ttfb"], rows)
+    return 0
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sidecar",
+        metavar="URL",
+        help=f"the sidecar's base URL (default ${URL_ENV} or http://127.0.0.1:29292)",
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the JSON answer")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="location-sidecar", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    rank = commands.add_parser("rank", help="order locations with a strategy")
+    parser = OneLineParser(prog=PROG, description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument(
+        "--config", help="TOML file (default $LOCATION_SIDECAR_CONFIG or /etc/location-sidecar)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    rank = commands.add_parser("rank", help="order locations (asks the sidecar)")
     rank.add_argument("urls", nargs="*", metavar="URL")
-    rank.add_argument("--example", action="store_true", help="rank built-in example locations")
-    rank.add_argument("--strategy", default="store_type", help=f"one of {available_strategies()}")
-    rank.add_argument("--preference", default="", help="comma-separated store names")
-    rank.add_argument("--json", action="store_true")
+    rank.add_argument("--size", help="image size: bytes or '8MiB', '1GiB'")
+    rank.add_argument("--image-id")
+    rank.add_argument("--strategy", help=f"one of {available_strategies()}")
+    rank.add_argument(
+        "--offline", action="store_true", help="use the local library, not the sidecar"
+    )
+    rank.add_argument("--example", action="store_true", help="rank built-in examples offline")
+    rank.add_argument("--preference", default="", help="offline: comma-separated store names")
+    _add_client_options(rank)
     rank.set_defaults(func=_cmd_rank)
+
+    backends = commands.add_parser("backends", help="what the sidecar knows per backend")
+    _add_client_options(backends)
+    backends.set_defaults(func=_cmd_backends)
+
+    observe = commands.add_parser("observe", help="report a real download to the sidecar")
+    observe.add_argument("url", metavar="URL")
+    observe.add_argument("--bytes", help="bytes transferred: a number or '512MiB'")
+    observe.add_argument("--seconds", type=float, required=True, help="whole transfer time")
+    observe.add_argument("--first-byte", type=float, help="seconds to the first byte")
+    observe.add_argument(
+        "--failed",
+        choices=["local", "server", "missing", "auth"],
+        help="the download failed, with this class",
+    )
+    _add_client_options(observe)
+    observe.set_defaults(func=_cmd_observe)
+
+    history = commands.add_parser("history", help="stored samples, newest first")
+    history.add_argument("--backend", help="a backend key or a location URL")
+    history.add_argument("--since", help="'1h' (ago) or epoch seconds")
+    history.add_argument("--limit", type=int, default=50)
+    _add_client_options(history)
+    history.set_defaults(func=_cmd_history)
+
+    # The `probe` subcommand lives in the probes package; wire it here, e.g.:
+    #     from probes.cli import add_probe_command
+    #     add_probe_command(commands)   # adds `probe`, sets func=... returning an exit code
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except SidecarError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2 if exc.status is not None and 400 <= exc.status < 500 else 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

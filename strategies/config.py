@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from strategies.errors import InvalidSetting
 from strategies.metrics import MetricsPolicy
 from strategies.store_type import normalize_preference
 from strategies.units import parse_duration, parse_size
@@ -34,9 +35,7 @@ class StrategyConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.location_strategy, str) or not self.location_strategy.strip():
-            raise ValueError(
-                f"location_strategy: expected a strategy name, got {self.location_strategy!r}"
-            )
+            raise InvalidSetting("location_strategy", self.location_strategy, "a strategy name")
         object.__setattr__(self, "location_strategy", self.location_strategy.strip())
         object.__setattr__(
             self, "store_type_preference", normalize_preference(self.store_type_preference)
@@ -51,16 +50,16 @@ class StrategyConfig:
         group = _section(data, STORE_TYPE_GROUP)
         unknown = set(group) - {"store_type_preference"}
         if unknown:
-            raise ValueError(f"{STORE_TYPE_GROUP}: unknown key(s) {', '.join(sorted(unknown))}")
+            key = sorted(unknown)[0]
+            raise InvalidSetting(f"{STORE_TYPE_GROUP}.{key}", group[key], "no such key")
         preference = group.get("store_type_preference", [])
         if not isinstance(preference, list | tuple | str):
-            raise ValueError(
-                f"{STORE_TYPE_GROUP}.store_type_preference: expected a list of store names, "
-                f"got {preference!r}"
+            raise InvalidSetting(
+                f"{STORE_TYPE_GROUP}.store_type_preference", preference, "a list of store names"
             )
         node_id = data.get("node_id") or ""
         if not isinstance(node_id, str):
-            raise ValueError(f"node_id: expected a string, got {node_id!r}")
+            raise InvalidSetting("node_id", node_id, "a string")
         return cls(
             location_strategy=strategy,
             store_type_preference=list(normalize_preference(preference)),
@@ -86,14 +85,19 @@ class StrategyConfig:
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     section = data.get(name, {})
     if not isinstance(section, Mapping):
-        raise ValueError(f"{name}: expected a table, got {section!r}")
+        raise InvalidSetting(name, section, "a table")
     return section
 
 
 def _metrics_policy(group: Mapping[str, Any], node_id: str) -> MetricsPolicy:
     unknown = set(group) - _METRICS_KEYS
     if unknown:
-        raise ValueError(f"{METRICS_GROUP}: unknown key(s) {', '.join(sorted(unknown))}")
+        key = sorted(unknown)[0]
+        raise InvalidSetting(
+            f"{METRICS_GROUP}.{key}",
+            group[key],
+            f"no such key; known: {', '.join(sorted(_METRICS_KEYS))}",
+        )
     defaults = MetricsPolicy()
     band = group.get("near_tie_band", defaults.near_tie_band)
     if (
@@ -102,22 +106,20 @@ def _metrics_policy(group: Mapping[str, Any], node_id: str) -> MetricsPolicy:
         or not math.isfinite(band)
         or band < 1
     ):
-        raise ValueError(f"{METRICS_GROUP}.near_tie_band: expected a number >= 1.0, got {band!r}")
+        raise InvalidSetting(f"{METRICS_GROUP}.near_tie_band", band, "a number >= 1.0")
     fsid = group.get("local_ceph_fsid") or None
     if fsid is not None and not isinstance(fsid, str):
-        raise ValueError(f"{METRICS_GROUP}.local_ceph_fsid: expected a string, got {fsid!r}")
+        raise InvalidSetting(f"{METRICS_GROUP}.local_ceph_fsid", fsid, "a string")
     roots = group.get("file_roots", [])
     if not isinstance(roots, list | tuple) or not all(
         isinstance(r, str) and r.startswith("/") for r in roots
     ):
-        raise ValueError(
-            f"{METRICS_GROUP}.file_roots: expected a list of absolute paths, got {roots!r}"
-        )
+        raise InvalidSetting(f"{METRICS_GROUP}.file_roots", roots, "a list of absolute paths")
     max_age = parse_duration(
         group.get("max_age", defaults.max_age), name=f"{METRICS_GROUP}.max_age"
     )
     if max_age <= 0:
-        raise ValueError(f"{METRICS_GROUP}.max_age: expected a positive duration, got {max_age!r}")
+        raise InvalidSetting(f"{METRICS_GROUP}.max_age", max_age, "a positive duration")
     return MetricsPolicy(
         max_age=max_age,
         default_image_size=parse_size(

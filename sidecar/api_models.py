@@ -1,0 +1,129 @@
+"""Request and response bodies of the HTTP API: the contract, and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_LOCATIONS = 256
+MAX_URL_CHARS = 4096
+MAX_OBSERVATIONS = 1000
+MAX_SIZE = 2**63 - 1
+
+ErrorClassIn = Literal["local", "server", "missing", "auth"]
+
+
+class LocationIn(BaseModel):
+    url: str = Field(max_length=MAX_URL_CHARS, description="The location URL, as Glance has it")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Location metadata; `store` is the backend id"
+    )
+
+
+class RankRequest(BaseModel):
+    locations: list[LocationIn] = Field(max_length=MAX_LOCATIONS)
+    image_size: int | None = Field(
+        default=None, ge=0, le=MAX_SIZE, strict=True, description="Bytes; default when null"
+    )
+    image_id: str | None = Field(default=None, max_length=256)
+    strategy: str | None = Field(
+        default=None, description="location_order, store_type or metrics; null: configured"
+    )
+
+
+class RankedLocationOut(BaseModel):
+    url: str = Field(description="The caller's own URL, as sent")
+    metadata: dict[str, Any]
+    backend: str | None = Field(description="Redacted backend key")
+    expected_seconds: float | None
+    latency_seconds: float | None
+    throughput_bytes_per_second: float | None
+    age_seconds: float | None
+    why: str
+
+
+class RankResponse(BaseModel):
+    strategy: str
+    mode: Literal["metrics", "fallback", "static"]
+    reason: str
+    locations: list[RankedLocationOut]
+    prefer: list[str] = Field(description="Store ids from metadata.store, best first, unique")
+
+
+class ObservationIn(BaseModel):
+    """A client's real download from one location."""
+
+    url: str = Field(max_length=MAX_URL_CHARS)
+    ok: bool = Field(strict=True)
+    bytes: int = Field(default=0, ge=0, le=MAX_SIZE, strict=True)
+    seconds: float = Field(ge=0, allow_inf_nan=False, description="Whole transfer, seconds")
+    first_byte_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    error: ErrorClassIn | None = Field(
+        default=None, description="Failure class when ok is false (null then means server)"
+    )
+
+
+class ObservationsResponse(BaseModel):
+    stored: int
+
+
+class SampleCounts(BaseModel):
+    probe: int
+    report: int
+
+
+class ErrorCounts(BaseModel):
+    local: int
+    server: int
+    missing: int
+    auth: int
+
+
+class BackendOut(BaseModel):
+    backend: str
+    latency_seconds: float | None
+    throughput_bytes_per_second: float | None
+    newest_good_at: float | None
+    age_seconds: float | None
+    fresh: bool
+    ejected: bool
+    ejected_until: float | None
+    ejected_reason: str | None
+    measurable: bool = Field(description="Has both a latency and a throughput estimate")
+    samples: SampleCounts
+    errors: ErrorCounts
+
+
+class BackendsResponse(BaseModel):
+    now: float
+    network_suspect: bool = Field(
+        description="Every active backend is failing: this node's network is suspected, "
+        "so nobody is ejected"
+    )
+    backends: list[BackendOut]
+
+
+class SampleOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time: float
+    backend: str
+    source: str
+    ok: bool
+    error_class: str | None
+    status: int | None
+    first_byte_seconds: float | None
+    bytes: int
+    seconds: float
+    kind: str
+
+
+class HistoryResponse(BaseModel):
+    now: float
+    samples: list[SampleOut]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    details: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,252 @@
+"""Per-backend estimates learnt from samples (``metrics-strategy.md`` points 3, 6 and 7).
+
+- Latency: a peak-sensitive, time-decayed EWMA (``w = exp(-dt/tau)``, tau about
+  15 min): a slower sample raises the estimate at once, faster ones pull it down
+  slowly, so a backend that just stalled is not trusted again after one good reply.
+- Throughput: a time-decayed EWMA (tau about 2 h) that moves most of the way at
+  once when a sample falls below half the estimate (a sharp drop is news).
+- A client's real download counts as ``report_weight`` probes.
+- Failures by class: ``local``/``server`` failures in a row eject the backend
+  for a jittered, doubling time (about 60 s up to 30 min); after that it is on
+  probation: one good sample brings it back, one more failure ejects it again
+  for twice as long. ``auth`` is a configuration problem: the backend is flagged
+  and set aside for ``eject_max`` at once, with no doubling loop. ``missing``
+  (404) says the object is absent, not that the backend is bad: counted only.
+- When every recently active backend is failing at the same time, the fault is
+  most likely this node's own network: nobody is reported ejected.
+
+Updates use the samples' own times, never the clock, so replaying history at
+start-up rebuilds exactly the same state. The clock only enters through ``now``
+when a snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from sidecar.config import EstimatorConfig
+from sidecar.samples import ERROR_CLASSES, SOURCES, Sample
+from strategies.metrics import BackendStats
+
+_NETWORK_CLASSES = ("local", "server")
+
+
+@dataclass
+class Ewma:
+    """A time-decayed exponentially weighted moving average."""
+
+    value: float | None = None
+    at: float | None = None
+
+    def weight(self, time: float, tau: float, min_weight: float, multiplier: float) -> float:
+        if self.value is None or self.at is None:
+            return 1.0
+        alpha = max(1.0 - math.exp(-max(0.0, time - self.at) / tau), min_weight)
+        return 1.0 - float((1.0 - alpha) ** multiplier)
+
+    def update(self, x: float, time: float, weight: float) -> None:
+        if self.value is None:
+            self.value = x
+        else:
+            self.value += weight * (x - self.value)
+        self.at = time if self.at is None else max(self.at, time)
+
+
+@dataclass
+class BackendState:
+    """Everything learnt about one backend."""
+
+    key: str
+    latency: Ewma = field(default_factory=Ewma)
+    throughput: Ewma = field(default_factory=Ewma)
+    newest_good_at: float | None = None
+    newest_at: float | None = None
+    last_ok: bool | None = None
+    last_error_class: str | None = None
+    consecutive_failures: int = 0
+    ejections: int = 0
+    """Ejections since the last good sample: the exponent of the backoff."""
+    ejected_until: float | None = None
+    ejected_reason: str | None = None
+    auth_failed: bool = False
+    samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCES, 0))
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_CLASSES, 0))
+
+
+@dataclass(frozen=True)
+class BackendView:
+    """A backend as ``GET /v1/backends`` shows it."""
+
+    key: str
+    stats: BackendStats
+    age_seconds: float | None
+    fresh: bool
+    ejected: bool
+    measurable: bool
+    auth_failed: bool
+    samples: dict[str, int]
+    errors: dict[str, int]
+
+
+class Estimators:
+    """The estimates of every backend seen; touched from one thread (the event loop)."""
+
+    def __init__(self, config: EstimatorConfig, *, max_age: float, node_id: str = "") -> None:
+        self.config = config
+        self.max_age = max_age
+        self.node_id = node_id
+        self.backends: dict[str, BackendState] = {}
+
+    def record(self, sample: Sample) -> BackendState:
+        state = self.backends.get(sample.backend)
+        if state is None:
+            state = self.backends[sample.backend] = BackendState(sample.backend)
+        state.samples[sample.source] += 1
+        state.newest_at = (
+            sample.time if state.newest_at is None else max(state.newest_at, sample.time)
+        )
+        state.last_ok = sample.ok
+        state.last_error_class = sample.error_class
+        if sample.ok:
+            self._good(state, sample)
+        else:
+            self._failed(state, sample)
+        return state
+
+    def _good(self, state: BackendState, sample: Sample) -> None:
+        c = self.config
+        multiplier = c.report_weight if sample.source == "report" else 1.0
+        latency = self._latency_of(sample)
+        if latency is not None:
+            ewma = state.latency
+            if ewma.value is not None and latency > ewma.value:
+                ewma.update(latency, sample.time, 1.0)  # peak-sensitive: rise at once
+            else:
+                w = ewma.weight(sample.time, c.latency_tau, c.min_weight, multiplier)
+                ewma.update(latency, sample.time, w)
+        throughput = self._throughput_of(sample)
+        if throughput is not None:
+            ewma = state.throughput
+            w = ewma.weight(sample.time, c.throughput_tau, c.min_weight, multiplier)
+            if ewma.value is not None and throughput < ewma.value * c.sharp_drop_ratio:
+                w = max(w, c.sharp_drop_weight)
+            ewma.update(throughput, sample.time, w)
+        if latency is not None or throughput is not None:
+            state.newest_good_at = (
+                sample.time
+                if state.newest_good_at is None
+                else max(state.newest_good_at, sample.time)
+            )
+        state.consecutive_failures = 0
+        state.ejections = 0
+        state.ejected_until = None
+        state.ejected_reason = None
+        state.auth_failed = False
+
+    def _latency_of(self, sample: Sample) -> float | None:
+        if sample.first_byte_seconds is not None:
+            return sample.first_byte_seconds
+        if sample.kind == "latency" or sample.bytes < self.config.min_throughput_bytes:
+            return sample.seconds
+        return None
+
+    def _throughput_of(self, sample: Sample) -> float | None:
+        if sample.kind == "latency" or sample.bytes < self.config.min_throughput_bytes:
+            return None
+        transfer = sample.seconds - (sample.first_byte_seconds or 0.0)
+        if transfer <= 0:
+            return None
+        return sample.bytes / transfer
+
+    def _failed(self, state: BackendState, sample: Sample) -> None:
+        c = self.config
+        error = sample.error_class
+        assert error is not None
+        state.errors[error] += 1
+        if error == "missing":
+            return
+        if error == "auth":
+            state.auth_failed = True
+            state.ejected_until = sample.time + c.eject_max
+            state.ejected_reason = "auth error (401/403): check the credentials; not retried"
+            return
+        state.consecutive_failures += 1
+        now = sample.time
+        ejected_now = state.ejected_until is not None and state.ejected_until > now
+        on_probation = state.ejections > 0 and not ejected_now
+        if on_probation or (not ejected_now and state.consecutive_failures >= c.eject_after):
+            self._eject(state, now, error)
+
+    def _eject(self, state: BackendState, now: float, error: str) -> None:
+        c = self.config
+        state.ejections += 1
+        base = min(c.eject_base * 2 ** (state.ejections - 1), c.eject_max)
+        # Deterministic jitter: the same after a replay, different per node and backend.
+        rng = random.Random(f"{self.node_id}|{state.key}|{state.ejections}|{now!r}")
+        seconds = base * (1.0 + rng.uniform(-c.eject_jitter, c.eject_jitter))
+        state.ejected_until = now + seconds
+        state.ejected_reason = (
+            f"{state.consecutive_failures} consecutive failures, last {error}; "
+            f"ejection {state.ejections}"
+        )
+
+    def network_suspect(self, now: float) -> bool:
+        """Every backend active within ``max_age`` (two or more) failed its last sample."""
+        active = [
+            s
+            for s in self.backends.values()
+            if s.newest_at is not None and now - s.newest_at <= self.max_age
+        ]
+        return len(active) >= 2 and all(
+            s.last_ok is False and s.last_error_class in _NETWORK_CLASSES for s in active
+        )
+
+    def _stats(self, state: BackendState, now: float, suspect: bool) -> BackendStats:
+        ejected_until, reason = state.ejected_until, state.ejected_reason
+        if suspect and not state.auth_failed:
+            ejected_until, reason = None, None
+        return BackendStats(
+            latency_seconds=state.latency.value,
+            throughput_bytes_per_second=state.throughput.value,
+            newest_good_at=state.newest_good_at,
+            ejected_until=ejected_until,
+            ejected_reason=reason,
+        )
+
+    def stats(self, now: float, keys: set[str] | None = None) -> dict[str, BackendStats]:
+        """Snapshots for :func:`strategies.metrics.rank` (all backends when ``keys`` is None)."""
+        suspect = self.network_suspect(now)
+        return {
+            key: self._stats(state, now, suspect)
+            for key, state in self.backends.items()
+            if keys is None or key in keys
+        }
+
+    def views(self, now: float) -> list[BackendView]:
+        suspect = self.network_suspect(now)
+        views = []
+        for key in sorted(self.backends):
+            state = self.backends[key]
+            stats = self._stats(state, now, suspect)
+            age = None if stats.newest_good_at is None else max(0.0, now - stats.newest_good_at)
+            measurable = (
+                stats.latency_seconds is not None
+                and stats.throughput_bytes_per_second is not None
+                and stats.throughput_bytes_per_second > 0
+            )
+            views.append(
+                BackendView(
+                    key=key,
+                    stats=stats,
+                    age_seconds=age,
+                    fresh=measurable and age is not None and age <= self.max_age,
+                    ejected=stats.ejected(now),
+                    measurable=measurable,
+                    auth_failed=state.auth_failed,
+                    samples=dict(state.samples),
+                    errors=dict(state.errors),
+                )
+            )
+        return views

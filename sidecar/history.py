@@ -1,0 +1,298 @@
+"""Sample history in SQLite: one writer thread, acknowledged writes, retention.
+
+Every write goes through one thread that owns one connection, so the event loop
+never waits on the disk and SQLite never sees two writers. Writes queued while
+a transaction runs are committed together (group commit); a caller's future
+resolves only after its rows are committed, which is what lets the API answer
+2xx only for stored observations. ``synchronous=NORMAL`` with WAL survives a
+killed process (not a power cut), which is the failure this daemon plans for.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from sidecar.samples import Sample
+
+LOG = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+MAX_BATCH = 1000
+
+
+class HistoryError(Exception):
+    """The history database cannot be opened or written."""
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    # auto_vacuum must be chosen before the first table exists.
+    db.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    db.conn.execute("VACUUM")
+    db["samples"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "time": float,
+            "backend": str,
+            "source": str,
+            "ok": int,
+            "error_class": str,
+            "status": int,
+            "first_byte_seconds": float,
+            "bytes": int,
+            "seconds": float,
+            "kind": str,
+        },
+        pk="id",
+        not_null={"time", "backend", "source", "ok", "bytes", "seconds", "kind"},
+    )
+    db["samples"].create_index(["time"])  # type: ignore[union-attr]
+    db["samples"].create_index(["backend", "time"])  # type: ignore[union-attr]
+
+
+#: Schema migrations; ``PRAGMA user_version`` is the number applied.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with this project's settings (every connection, readers included)."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise HistoryError(
+            f"history schema version {found} is newer than this program's {SCHEMA_VERSION}"
+        )
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        LOG.info("history: migrating schema to version %d", version)
+        if version == 1:
+            MIGRATIONS[0](db)  # VACUUM cannot run inside a transaction
+        else:
+            with db.atomic():
+                MIGRATIONS[version - 1](db)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.commit()
+    return found
+
+
+@dataclass
+class _Job:
+    kind: str
+    payload: Any
+    future: concurrent.futures.Future[Any]
+
+
+_STOP = object()
+
+
+class History:
+    """The sample store: open it, write through :meth:`write`, close it to flush."""
+
+    def __init__(self, path: Path, *, retention: float) -> None:
+        self.path = Path(path)
+        self.retention = retention
+        self.rows = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------------
+    def open(self) -> None:
+        """Create the folder (0700) and file (0600), migrate, start the writer thread."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            conn = connect(self.path)
+            try:
+                migrate(conn)
+                self.rows = int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise HistoryError(f"cannot open history {self.path}: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Commit everything queued, then stop the writer thread."""
+        if self._thread is None or self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closed
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    # -- writes ---------------------------------------------------------------
+    def submit(self, samples: Sequence[Sample]) -> concurrent.futures.Future[int]:
+        """Queue samples; the future resolves once they are committed."""
+        return self._submit("insert", [s.as_row() for s in samples])
+
+    def submit_prune(self, now: float) -> concurrent.futures.Future[int]:
+        """Queue deletion of samples older than the retention, then an incremental vacuum."""
+        return self._submit("prune", now - self.retention)
+
+    def submit_check(self) -> concurrent.futures.Future[int]:
+        """A round trip through the writer: proves it can write (used by /readyz)."""
+        return self._submit("check", None)
+
+    def _submit(self, kind: str, payload: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if not self.alive:
+            future.set_exception(HistoryError("history writer is not running"))
+            return future
+        self._queue.put(_Job(kind, payload, future))
+        return future
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self.path)
+        except sqlite3.Error as exc:
+            self.last_error = str(exc)
+            LOG.error("history writer cannot connect: %s", exc)
+            self._fail_pending(exc)
+            return
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        try:
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                batch: list[_Job] = []
+                if first is _STOP:
+                    break
+                assert isinstance(first, _Job)
+                batch.append(first)
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(item, _Job)
+                    batch.append(item)
+                self._process(db, batch)
+        finally:
+            conn.close()
+
+    def _process(self, db: sqlite_utils.Database, batch: list[_Job]) -> None:
+        inserts = [job for job in batch if job.kind == "insert"]
+        if inserts:
+            rows = [row for job in inserts for row in job.payload]
+            try:
+                with db.atomic():
+                    if rows:
+                        db["samples"].insert_all(rows)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                self._failed(inserts, exc)
+            else:
+                self.rows += len(rows)
+                self.last_error = None
+                for job in inserts:
+                    _resolve(job.future, len(job.payload))
+        for job in batch:
+            if job.kind == "prune":
+                try:
+                    with db.atomic():
+                        cursor = db.execute("DELETE FROM samples WHERE time < ?", [job.payload])
+                        deleted = max(cursor.rowcount, 0)
+                    # One page per step: executescript steps to the end (execute stops at one).
+                    db.conn.executescript("PRAGMA incremental_vacuum;")
+                except sqlite3.Error as exc:
+                    self._failed([job], exc)
+                else:
+                    self.rows = max(0, self.rows - deleted)
+                    _resolve(job.future, deleted)
+            elif job.kind == "check":
+                try:
+                    db.conn.execute("BEGIN IMMEDIATE")
+                    db.conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    self._failed([job], exc)
+                else:
+                    _resolve(job.future, 0)
+
+    def _failed(self, jobs: Iterable[_Job], exc: Exception) -> None:
+        self.write_errors += 1
+        self.last_error = str(exc)
+        LOG.error("history write failed: %s", exc)
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(HistoryError(f"history write failed: {exc}"))
+
+    def _fail_pending(self, exc: Exception) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Job):
+                self._failed([item], exc)
+
+    # -- reads (any thread; each opens its own connection) ---------------------
+    def read(
+        self,
+        *,
+        since: float | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Sample]:
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("time >= ?")
+            params.append(since)
+        if backend is not None:
+            where.append("backend = ?")
+            params.append(backend)
+        sql = "SELECT * FROM samples"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time DESC, id DESC" if newest_first else " ORDER BY time, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        conn = connect(self.path)
+        try:
+            db = sqlite_utils.Database(conn, execute_plugins=False)
+            return [Sample.from_row(row) for row in db.query(sql, params)]
+        finally:
+            conn.close()
+
+
+def _resolve(future: concurrent.futures.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)

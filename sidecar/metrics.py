@@ -1,0 +1,138 @@
+"""Prometheus metrics of one sidecar app, in its own registry (never the global one).
+
+Estimates, ages and history size are read at scrape time by a collector, so a
+scrape always sees the current age of the data, with nothing to keep in sync.
+Labels are the redacted backend key and small enums only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.estimators import Estimators
+from sidecar.history import History
+from sidecar.samples import Sample
+
+PREFIX = "location_sidecar_"
+
+
+class _StateCollector(Collector):
+    def __init__(
+        self,
+        estimators: Estimators,
+        history: History,
+        clock: Callable[[], float],
+        default_image_size: int,
+    ) -> None:
+        self.estimators = estimators
+        self.history = history
+        self.clock = clock
+        self.default_image_size = default_image_size
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["backend"]
+        latency = GaugeMetricFamily(
+            PREFIX + "backend_latency_seconds", "Estimated seconds to first byte", labels=labels
+        )
+        throughput = GaugeMetricFamily(
+            PREFIX + "backend_throughput_bytes_per_second",
+            "Estimated transfer rate",
+            labels=labels,
+        )
+        expected = GaugeMetricFamily(
+            PREFIX + "backend_expected_seconds",
+            "Estimated seconds to fetch an image of default_image_size",
+            labels=labels,
+        )
+        age = GaugeMetricFamily(
+            PREFIX + "backend_data_age_seconds",
+            "Age of the newest good sample",
+            labels=labels,
+        )
+        fresh = GaugeMetricFamily(
+            PREFIX + "backend_fresh", "1 when the data is younger than max_age", labels=labels
+        )
+        ejected = GaugeMetricFamily(
+            PREFIX + "backend_ejected", "1 while the backend is ejected", labels=labels
+        )
+        for view in self.estimators.views(self.clock()):
+            key = [view.key]
+            lat, tput = view.stats.latency_seconds, view.stats.throughput_bytes_per_second
+            if lat is not None:
+                latency.add_metric(key, lat)
+            if tput is not None:
+                throughput.add_metric(key, tput)
+            if lat is not None and tput:
+                expected.add_metric(key, lat + self.default_image_size / tput)
+            if view.age_seconds is not None:
+                age.add_metric(key, view.age_seconds)
+            fresh.add_metric(key, 1.0 if view.fresh else 0.0)
+            ejected.add_metric(key, 1.0 if view.ejected else 0.0)
+        yield from (latency, throughput, expected, age, fresh, ejected)
+        yield GaugeMetricFamily(
+            PREFIX + "history_samples", "Samples in the history database", value=self.history.rows
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "history_bytes",
+            "Size of the history database and its WAL",
+            value=self.history.size_bytes(),
+        )
+        yield CounterMetricFamily(
+            PREFIX + "history_write_errors",
+            "History writes that failed",
+            value=self.history.write_errors,
+        )
+
+
+class SidecarMetrics:
+    """The metric families of COMMON.md; one instance per app."""
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        estimators: Estimators,
+        history: History,
+        clock: Callable[[], float],
+        default_image_size: int,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Gauge(PREFIX + "build_info", "Build information", ["version"], registry=r).labels(
+            version
+        ).set(1)
+        self.samples = Counter(
+            PREFIX + "samples",
+            "Samples recorded",
+            ["backend", "source", "outcome"],
+            registry=r,
+        )
+        self.sample_errors = Counter(
+            PREFIX + "sample_errors",
+            "Failed samples by error class",
+            ["backend", "source", "class"],
+            registry=r,
+        )
+        self.rank_requests = Counter(
+            PREFIX + "rank_requests", "Ranking requests by answer mode", ["mode"], registry=r
+        )
+        for mode in ("metrics", "fallback", "static"):
+            self.rank_requests.labels(mode)
+        self.http_duration = Histogram(
+            PREFIX + "http_request_duration_seconds",
+            "Time to answer HTTP requests",
+            ["handler"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+        )
+        r.register(_StateCollector(estimators, history, clock, default_image_size))
+
+    def sample(self, sample: Sample) -> None:
+        outcome = "ok" if sample.ok else "error"
+        self.samples.labels(sample.backend, sample.source, outcome).inc()
+        if sample.error_class is not None:
+            self.sample_errors.labels(sample.backend, sample.source, sample.error_class).inc()

@@ -1,0 +1,186 @@
+"""Helpers for the sidecar tests: real servers on loopback, a movable clock, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from sidecar.app import SidecarApp, create_app
+from sidecar.config import SidecarConfig, parse_config
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing polled may not be up yet
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}: {last_error}")
+        time.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeClock:
+    """Epoch seconds that only move when a test says so."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_config(tmp_path: Path, data: Mapping[str, Any] | None = None, **top: Any) -> SidecarConfig:
+    """A config with state under ``tmp_path`` and a free loopback port."""
+    raw: dict[str, Any] = {
+        "node_id": "test-node",
+        "server": {"listen": f"127.0.0.1:{free_port()}"},
+        "history": {"path": str(tmp_path / "state" / "history.db")},
+    }
+    for key, value in (data or {}).items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    raw.update(top)
+    return parse_config(raw)
+
+
+def write_toml(path: Path, config: SidecarConfig, extra: str = "") -> Path:
+    path.write_text(
+        f'node_id = "{config.node_id}"\n'
+        f'location_strategy = "{config.strategy.location_strategy}"\n'
+        f'[server]\nlisten = "{config.server.listen}"\n'
+        f'[history]\npath = "{config.history.path}"\n' + extra
+    )
+    return path
+
+
+class ThreadServer:
+    """A real uvicorn server for ``app`` on a loopback port, in a thread of this process."""
+
+    def __init__(self, app: SidecarApp) -> None:
+        self.app = app
+        config = app.config
+        self.url = f"http://{config.server.listen}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.server.host,
+                port=config.server.port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self) -> ThreadServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, what="uvicorn start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.client.close()
+        assert not self.thread.is_alive()
+
+
+@contextmanager
+def running_app(
+    config: SidecarConfig, clock: Callable[[], float] | None = None
+) -> Iterator[ThreadServer]:
+    app = create_app(config, clock=clock) if clock else create_app(config)
+    server = ThreadServer(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class SidecarProcess:
+    """``location-sidecar serve`` as a child process."""
+
+    def __init__(self, config_path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, url: str) -> SidecarProcess:
+        self.url = url
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(self.config_path)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_until(self._up, timeout=20, what="sidecar process up")
+        return self
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            out = self.proc.stdout.read() if self.proc.stdout else ""
+            raise AssertionError(f"sidecar exited {self.proc.returncode}: {out}")
+        return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+
+    def terminate(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        return self.proc.stdout.read()
+
+    def __enter__(self) -> SidecarProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
