@@ -1,0 +1,225 @@
+"""Real processes on loopback for the deployment tests: Prometheus and the sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+
+from tests.deploy import artifacts
+
+T = TypeVar("T")
+MDWE_EXEC = Path(__file__).with_name("mdwe_exec.py")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tool(name: str) -> str:
+    """Path of a system tool the tests need; CI installs it from scripts/system-packages.txt."""
+    path = shutil.which(name)
+    assert path, f"{name} not found: run `bash scripts/install-system-deps.sh` as root"
+    return path
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.1) -> T:
+    """Call probe until it returns something other than None; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = probe()
+        except (httpx.HTTPError, OSError) as error:
+            result, last = None, error
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(every)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def _log_tail(path: Path, limit: int = 4000) -> str:
+    return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
+
+@dataclass
+class Prometheus:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self, path: str, **params: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("/api/v1/query", query=expr)
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def query_error(self, expr: str) -> str | None:
+        """Prometheus's own error for expr, or None when it evaluates."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        return None if body["status"] == "success" else str(body.get("error"))
+
+
+def scrape_config(target: str, interval: str = "1s") -> dict[str, Any]:
+    """The shipped prometheus.yml fragment, aimed at target, fast, with absolute rule paths."""
+    config: dict[str, Any] = artifacts.load_yaml(artifacts.SCRAPE_CONFIG)
+    config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
+    config["rule_files"] = [str(artifacts.PROMETHEUS / path) for path in config["rule_files"]]
+    for job in config["scrape_configs"]:
+        job["scrape_interval"] = interval
+        job["scrape_timeout"] = interval
+        job["static_configs"] = [{"targets": [target]}]
+    return config
+
+
+@contextlib.contextmanager
+def run_prometheus(workdir: Path, config: dict[str, Any]) -> Iterator[Prometheus]:
+    """A real Prometheus server on a free loopback port with its own storage."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = workdir / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                tool("prometheus"),
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = Prometheus(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    try:
+
+        def ready() -> bool | None:
+            assert proc.poll() is None, f"prometheus exited: {_log_tail(log)}"
+            return True if httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200 else None
+
+        poll("prometheus /-/ready", ready)
+        yield server
+    finally:
+        _stop(proc)
+
+
+@dataclass
+class Sidecar:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    config: Path
+    history: Path
+
+    def log_tail(self) -> str:
+        return _log_tail(self.log)
+
+
+def entry_point() -> str:
+    """The installed console script next to the interpreter running the tests."""
+    path = shutil.which("location-sidecar", path=str(Path(sys.executable).parent))
+    assert path, "location-sidecar console script not installed in this virtualenv"
+    return path
+
+
+def mdwe_supported() -> bool:
+    """Whether this kernel can refuse writable+executable memory (prctl PR_SET_MDWE, 6.3+)."""
+    result = subprocess.run(
+        [sys.executable, str(MDWE_EXEC), "--check"], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def write_config(workdir: Path, port: int) -> tuple[Path, Path]:
+    history = workdir / "state" / "history.db"
+    history.parent.mkdir(parents=True, exist_ok=True)
+    config = workdir / "sidecar.toml"
+    config.write_text(
+        "# Written by tests/deploy: the keys of the sidecar's config contract.\n"
+        'node_id = "test-node"\n'
+        "[server]\n"
+        f'listen = "127.0.0.1:{port}"\n'
+        "[history]\n"
+        f'path = "{history}"\n'
+    )
+    return config, history
+
+
+@contextlib.contextmanager
+def run_sidecar(
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    mdwe: bool = True,
+    wait_ready: bool = True,
+) -> Iterator[Sidecar]:
+    """`location-sidecar serve --config PATH` on a free loopback port, as the unit runs it.
+
+    With mdwe, the daemon runs with writable+executable memory refused by the kernel, the
+    equivalent of the unit's MemoryDenyWriteExecute=yes (skipped on kernels without it).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config, history = write_config(workdir, port)
+    command = [entry_point(), "serve", "--config", str(config)]
+    if mdwe and mdwe_supported():
+        command = [sys.executable, str(MDWE_EXEC), *command]
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LOCATION_SIDECAR_", "NOTIFY_SOCKET", "WATCHDOG_"))
+    }
+    environment.update(env or {})
+    log = workdir / "sidecar.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=workdir
+        )
+    sidecar = Sidecar(
+        url=f"http://127.0.0.1:{port}", proc=proc, log=log, config=config, history=history
+    )
+    try:
+        if wait_ready:
+
+            def healthy() -> bool | None:
+                assert proc.poll() is None, f"sidecar exited: {sidecar.log_tail()}"
+                return True if httpx.get(f"{sidecar.url}/healthz", timeout=2).is_success else None
+
+            poll("sidecar /healthz", healthy)
+        yield sidecar
+    finally:
+        _stop(proc)
