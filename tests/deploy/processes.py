@@ -130,7 +130,8 @@ def run_prometheus(workdir: Path, config: dict[str, Any]) -> Iterator[Prometheus
 
         def ready() -> bool | None:
             assert proc.poll() is None, f"prometheus exited: {_log_tail(log)}"
-            return True if httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200 else None
+            response = httpx.get(f"{server.url}/-/ready", timeout=2)
+            return True if response.status_code == 200 else None
 
         poll("prometheus /-/ready", ready)
         yield server

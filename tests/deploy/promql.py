@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-FUNCTIONS = frozenset(
-    """
+_FUNCTION_NAMES = """
     abs absent absent_over_time acos acosh asin asinh atan atanh avg_over_time ceil changes
     clamp clamp_max clamp_min cos cosh count_over_time day_of_month day_of_week day_of_year
     days_in_month deg delta deriv exp floor histogram_quantile holt_winters hour idelta
@@ -21,9 +20,10 @@ FUNCTIONS = frozenset(
     rate resets round scalar sgn sin sinh sort sort_desc sqrt stddev_over_time
     stdvar_over_time sum_over_time tan tanh time timestamp vector year
     sum min max avg group stddev stdvar count count_values bottomk topk quantile
-    """.split()
-)
-KEYWORDS = frozenset("and or unless bool offset inf nan".split())
+"""
+_KEYWORD_NAMES = "and or unless bool offset inf nan"
+FUNCTIONS = frozenset(_FUNCTION_NAMES.split())
+KEYWORDS = frozenset(_KEYWORD_NAMES.split())
 GROUPING = ("by", "without", "on", "ignoring", "group_left", "group_right")
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')

@@ -36,7 +36,11 @@ from tests.deploy.promql import names
         ),
         ("label_values(backend)", set(), {"backend"}),
         # An unknown function is reported as a name, not silently accepted.
-        ("rat(location_sidecar_history_bytes[5m])", {"rat", "location_sidecar_history_bytes"}, set()),
+        (
+            "rat(location_sidecar_history_bytes[5m])",
+            {"rat", "location_sidecar_history_bytes"},
+            set(),
+        ),
     ],
 )
 def test_names_are_extracted(expr: str, metrics: set[str], labels: set[str]) -> None:

@@ -46,7 +46,11 @@ def verify(unit: Path) -> None:
 
 def exposure(unit: Path, threshold: int) -> tuple[float, subprocess.CompletedProcess[str]]:
     result = analyze(
-        "security", "--offline=true", f"--threshold={threshold}", "--no-pager", str(unit),
+        "security",
+        "--offline=true",
+        f"--threshold={threshold}",
+        "--no-pager",
+        str(unit),
         cwd=unit.parent,
     )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
