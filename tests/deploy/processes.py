@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,6 +149,7 @@ class Sidecar:
     log: Path
     config: Path
     history: Path
+    mdwe: bool
 
     def log_tail(self) -> str:
         return _log_tail(self.log)
@@ -197,7 +201,8 @@ def run_sidecar(
     port = free_port()
     config, history = write_config(workdir, port)
     command = [entry_point(), "serve", "--config", str(config)]
-    if mdwe and mdwe_supported():
+    mdwe = mdwe and mdwe_supported()
+    if mdwe:
         command = [sys.executable, str(MDWE_EXEC), *command]
     environment = {
         key: value
@@ -211,7 +216,12 @@ def run_sidecar(
             command, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=workdir
         )
     sidecar = Sidecar(
-        url=f"http://127.0.0.1:{port}", proc=proc, log=log, config=config, history=history
+        url=f"http://127.0.0.1:{port}",
+        proc=proc,
+        log=log,
+        config=config,
+        history=history,
+        mdwe=mdwe,
     )
     try:
         if wait_ready:
@@ -224,3 +234,44 @@ def run_sidecar(
         yield sidecar
     finally:
         _stop(proc)
+
+
+class _Blob(http.server.BaseHTTPRequestHandler):
+    """Serves BLOB_SIZE bytes for any path, honouring a simple Range: bytes=A-B."""
+
+    BLOB_SIZE = 4 * 1024 * 1024
+
+    def do_GET(self) -> None:
+        start, end = 0, self.BLOB_SIZE - 1
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            end = min(int(match.group(2) or end), end)
+        self.send_response(206 if match else 200)
+        self.send_header("Content-Length", str(end - start + 1))
+        if match:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{self.BLOB_SIZE}")
+        self.end_headers()
+        self.wfile.write(b"\0" * (end - start + 1))
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.BLOB_SIZE))
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: test output stays readable."""
+
+
+@contextlib.contextmanager
+def blob_server(host: str) -> Iterator[int]:
+    """An HTTP backend on a loopback address, so probes of test URLs find something real."""
+    server = http.server.ThreadingHTTPServer((host, 0), _Blob)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

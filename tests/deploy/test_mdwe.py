@@ -64,3 +64,22 @@ def test_the_daemons_stack_serves_under_mdwe(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.needs_sidecar
+def test_the_daemon_serves_under_mdwe(tmp_path: Path) -> None:
+    pytest.importorskip("sidecar.app")
+    from tests.deploy import live
+    from tests.deploy.processes import blob_server, run_sidecar
+
+    with (
+        blob_server("127.0.0.2") as port_a,
+        blob_server("127.0.0.3") as port_b,
+        run_sidecar(tmp_path, mdwe=True) as sidecar,
+    ):
+        assert sidecar.mdwe
+        ranked = live.feed(sidecar, live.locations(port_a, port_b))
+        assert ranked["mode"] == "metrics"
+        assert httpx.get(f"{sidecar.url}/readyz", timeout=5).is_success
+        assert httpx.get(f"{sidecar.url}/metrics", timeout=5).is_success
+        assert sidecar.proc.poll() is None, sidecar.log_tail()
