@@ -24,7 +24,7 @@ import yaml
 from tests.deploy import artifacts
 
 T = TypeVar("T")
-MDWE_EXEC = Path(__file__).with_name("mdwe_exec.py")
+SANDBOX_EXEC = Path(__file__).with_name("sandbox_exec.py")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -149,7 +149,7 @@ class Sidecar:
     log: Path
     config: Path
     history: Path
-    mdwe: bool
+    sandbox: bool
 
     def log_tail(self) -> str:
         return _log_tail(self.log)
@@ -162,12 +162,17 @@ def entry_point() -> str:
     return path
 
 
-def mdwe_supported() -> bool:
-    """Whether this kernel can refuse writable+executable memory (prctl PR_SET_MDWE, 6.3+)."""
+def sandbox_unsupported() -> str | None:
+    """Why sandbox_exec.py cannot run here (not x86_64, Linux < 6.3, no headers), or None."""
     result = subprocess.run(
-        [sys.executable, str(MDWE_EXEC), "--check"], capture_output=True, check=False
+        [sys.executable, str(SANDBOX_EXEC), "--check"], capture_output=True, text=True, check=False
     )
-    return result.returncode == 0
+    return None if result.returncode == 0 else result.stderr.strip()
+
+
+def sandboxed(command: list[str]) -> list[str]:
+    """command under the seccomp filter and MDWE of the shipped unit (see sandbox_exec.py)."""
+    return [sys.executable, str(SANDBOX_EXEC), str(artifacts.UNIT), *command]
 
 
 def write_config(workdir: Path, port: int) -> tuple[Path, Path]:
@@ -189,21 +194,22 @@ def write_config(workdir: Path, port: int) -> tuple[Path, Path]:
 def run_sidecar(
     workdir: Path,
     env: dict[str, str] | None = None,
-    mdwe: bool = True,
+    sandbox: bool = True,
     wait_ready: bool = True,
 ) -> Iterator[Sidecar]:
     """`location-sidecar serve --config PATH` on a free loopback port, as the unit runs it.
 
-    With mdwe, the daemon runs with writable+executable memory refused by the kernel, the
-    equivalent of the unit's MemoryDenyWriteExecute=yes (skipped on kernels without it).
+    With sandbox (where the machine supports it), the daemon runs under the kernel-enforced
+    part of the unit's sandbox: its SystemCallFilter=, RestrictAddressFamilies= and
+    MemoryDenyWriteExecute= (see sandbox_exec.py).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config, history = write_config(workdir, port)
     command = [entry_point(), "serve", "--config", str(config)]
-    mdwe = mdwe and mdwe_supported()
-    if mdwe:
-        command = [sys.executable, str(MDWE_EXEC), *command]
+    sandbox = sandbox and sandbox_unsupported() is None
+    if sandbox:
+        command = sandboxed(command)
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -221,7 +227,7 @@ def run_sidecar(
         log=log,
         config=config,
         history=history,
-        mdwe=mdwe,
+        sandbox=sandbox,
     )
     try:
         if wait_ready:

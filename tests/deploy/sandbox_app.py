@@ -1,8 +1,8 @@
-"""A stand-in app with the daemon's stack, served under MDWE by test_mdwe.py.
+"""A stand-in app with the daemon's stack, served in the sandbox by test_sandbox.py.
 
 Exercises what the sidecar's process does at run time (FastAPI/pydantic validation,
 uvicorn, SQLite with WAL, prometheus_client exposition), so a dependency that needs
-writable+executable memory fails here even before the daemon exists.
+a forbidden system call fails here even before the daemon exists.
 """
 
 from __future__ import annotations
