@@ -171,7 +171,7 @@ def sandbox_unsupported() -> str | None:
 
 
 def sandboxed(command: list[str]) -> list[str]:
-    """command under the seccomp filter and MDWE of the shipped unit (see sandbox_exec.py)."""
+    """command under the seccomp filter of the shipped unit (see sandbox_exec.py)."""
     return [sys.executable, str(SANDBOX_EXEC), str(artifacts.UNIT), *command]
 
 

@@ -1,15 +1,15 @@
-"""Run a command under the kernel-enforced parts of the unit's sandbox, without systemd.
+"""Run a command under the seccomp part of the unit's sandbox, without systemd.
 
-systemd turns SystemCallFilter=, SystemCallErrorNumber=, SystemCallArchitectures=native,
-RestrictAddressFamilies= and NoNewPrivileges= into a seccomp filter, and
-MemoryDenyWriteExecute= into more seccomp rules. The tests cannot start a service
-manager, so this builds the same filter from the shipped unit (its syscall groups expanded
-by `systemd-analyze syscall-filter`, numbers from the kernel headers), refuses
-writable+executable memory with the kernel's native prctl(PR_SET_MDWE) (Linux 6.3+), and
-execs the command. x86_64 only.
+systemd 252 turns SystemCallFilter=, SystemCallErrorNumber=, SystemCallArchitectures=native,
+RestrictAddressFamilies= and MemoryDenyWriteExecute= into seccomp filters (after
+NoNewPrivileges=). The tests cannot start a service manager, so this builds the same rules
+from the shipped unit: syscall groups expanded by the installed `systemd-analyze
+syscall-filter`, numbers from the kernel headers, the memory rules as systemd writes them
+(mmap with PROT_WRITE|PROT_EXEC, mprotect/pkey_mprotect adding PROT_EXEC, shmat with
+SHM_EXEC: EPERM). Then it execs the command. x86_64 only.
 
 Usage: sandbox_exec.py UNIT_FILE COMMAND [ARG...]
-       sandbox_exec.py --check     exit 0 when this kernel and machine can do all of it
+       sandbox_exec.py --check     exit 0 when this machine can do it
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from pathlib import Path
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
-PR_SET_MDWE = 65
-PR_MDWE_REFUSE_EXEC_GAIN = 1
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
 RET_KILL_PROCESS = 0x80000000
 RET_ERRNO = 0x00050000
 RET_ALLOW = 0x7FFF0000
-LD_W_ABS, JEQ_K, JGE_K, RET_K = 0x20, 0x15, 0x35, 0x06
+LD_W_ABS, AND_K, JEQ_K, JGE_K, JSET_K, RET_K = 0x20, 0x54, 0x15, 0x35, 0x45, 0x06
+PROT_WRITE, PROT_EXEC, SHM_EXEC = 0x2, 0x4, 0o100000
+NR, ARCH, ARG0, ARG2 = 0, 4, 16, 32  # offsets in struct seccomp_data (low 32 bits of args)
 HEADER = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
 FAMILIES = {name: int(getattr(socket, name)) for name in dir(socket) if name.startswith("AF_")}
 
@@ -101,6 +101,25 @@ def allowed_syscalls(settings: dict[str, list[str]], groups: dict[str, list[str]
     return allowed
 
 
+def memory_rules(numbers: dict[str, int]) -> list[tuple[int, int, int, int]]:
+    """MemoryDenyWriteExecute=yes as systemd 252 writes it; each block ends with A = nr."""
+    refuse = (RET_K, 0, 0, RET_ERRNO | errno.EPERM)
+    reload = (LD_W_ABS, 0, 0, NR)
+    wx = PROT_WRITE | PROT_EXEC
+    rules = [
+        (JEQ_K, 0, 5, numbers["mmap"]),
+        (LD_W_ABS, 0, 0, ARG2),
+        (AND_K, 0, 0, wx),
+        (JEQ_K, 0, 1, wx),
+        refuse,
+        reload,
+    ]
+    for name, flag in (("mprotect", PROT_EXEC), ("pkey_mprotect", PROT_EXEC), ("shmat", SHM_EXEC)):
+        rules += [(JEQ_K, 0, 4, numbers[name]), (LD_W_ABS, 0, 0, ARG2), (JSET_K, 0, 1, flag)]
+        rules += [refuse, reload]
+    return rules
+
+
 def build_filter(settings: dict[str, list[str]]) -> list[tuple[int, int, int, int]]:
     numbers = syscall_numbers()
     allowed = sorted(
@@ -110,16 +129,19 @@ def build_filter(settings: dict[str, list[str]]) -> list[tuple[int, int, int, in
     families = [
         FAMILIES[name] for value in settings["RestrictAddressFamilies"] for name in value.split()
     ]
-    socket_nr = numbers["socket"]
     program = [
-        (LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (LD_W_ABS, 0, 0, ARCH),
         (JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
         (RET_K, 0, 0, RET_KILL_PROCESS),  # SystemCallArchitectures=native
-        (LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (LD_W_ABS, 0, 0, NR),
         (JGE_K, 0, 1, X32_SYSCALL_BIT),
         (RET_K, 0, 0, RET_ERRNO | error),  # x32 calls are another ABI
-        (JEQ_K, 0, len(families) + 3, socket_nr),
-        (LD_W_ABS, 0, 0, 16),  # low half of socket()'s first argument, the family
+    ]
+    if (settings.get("MemoryDenyWriteExecute") or ["no"])[-1] == "yes":
+        program += memory_rules(numbers)
+    program += [
+        (JEQ_K, 0, len(families) + 3, numbers["socket"]),
+        (LD_W_ABS, 0, 0, ARG0),  # socket()'s family
     ]
     for index, family in enumerate(families):
         program.append((JEQ_K, len(families) - index, 0, family))
@@ -145,7 +167,7 @@ def _prctl(*args: int) -> None:
         raise OSError(code, f"prctl{args[:2]}: {os.strerror(code)}")
 
 
-def install(program: list[tuple[int, int, int, int]], mdwe: bool) -> None:
+def install(program: list[tuple[int, int, int, int]]) -> None:
     raw = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
     buffer = ctypes.create_string_buffer(raw)
 
@@ -153,8 +175,6 @@ def install(program: list[tuple[int, int, int, int]], mdwe: bool) -> None:
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
     fprog = Program(len(program), ctypes.addressof(buffer))
-    if mdwe:
-        _prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
 
@@ -165,17 +185,6 @@ def supported() -> str | None:
         return f"{platform.machine()}: the filter is written for x86_64"
     if not HEADER.exists():
         return f"{HEADER} missing (Debian package linux-libc-dev)"
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import ctypes, sys; libc = ctypes.CDLL(None); "
-            f"sys.exit(libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0))",
-        ],
-        check=False,
-    )
-    if probe.returncode != 0:
-        return "no prctl(PR_SET_MDWE) (Linux < 6.3)"
     return None
 
 
@@ -188,9 +197,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    settings = unit_settings(Path(argv[0]))
-    mdwe = (settings.get("MemoryDenyWriteExecute") or ["no"])[-1] == "yes"
-    install(build_filter(settings), mdwe)
+    install(build_filter(unit_settings(Path(argv[0]))))
     os.execv(argv[1], argv[1:])
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.needs_sidecar
 
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sidecar, str]]:
-    """A fed sidecar (running under MDWE, like the unit) and its /metrics text."""
+    """A fed sidecar (in the unit's seccomp sandbox) and its /metrics text."""
     workdir = tmp_path_factory.mktemp("sidecar")
     with (
         blob_server("127.0.0.2") as port_a,

@@ -1,8 +1,7 @@
-"""Python and the daemon work under the unit's kernel-enforced sandbox.
+"""Python and the daemon work under the seccomp part of the unit's sandbox.
 
 systemd enforces SystemCallFilter=, RestrictAddressFamilies= and MemoryDenyWriteExecute=
-with seccomp; the tests build the same filter from the shipped unit (sandbox_exec.py) and
-use the kernel's native prctl(PR_SET_MDWE) for the memory rule.
+with seccomp; sandbox_exec.py builds the same filter from the shipped unit.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ UNSUPPORTED = sandbox_unsupported()
 pytestmark = pytest.mark.skipif(UNSUPPORTED is not None, reason=f"no sandbox: {UNSUPPORTED}")
 
 PROBE = """
-import mmap, os, socket, threading
+import ctypes, mmap, os, socket, threading
 def attempt(name, call):
     try:
         call()
@@ -29,6 +28,13 @@ def attempt(name, call):
         print(name, error.errno)
 WX = mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
 attempt("wx-memory", lambda: mmap.mmap(-1, 4096, prot=WX))
+def mprotect_exec():
+    page = mmap.mmap(-1, 4096)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mprotect(ctypes.c_void_p(address), 4096, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect")
+attempt("mprotect-exec", mprotect_exec)
 attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW))
 attempt("nice", lambda: os.nice(1))
 attempt("setuid", lambda: os.setuid(os.getuid()))
@@ -46,7 +52,8 @@ def test_the_filter_enforces_the_units_settings() -> None:
     assert result.returncode == 0, result.stderr
     outcome = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     assert outcome == {
-        "wx-memory": "13",  # MemoryDenyWriteExecute=yes: EACCES
+        "wx-memory": "1",  # MemoryDenyWriteExecute=yes: EPERM
+        "mprotect-exec": "1",
         "netlink": "97",  # RestrictAddressFamilies=: EAFNOSUPPORT
         "nice": "1",  # ~@resources, SystemCallErrorNumber=EPERM
         "setuid": "1",  # ~@privileged
