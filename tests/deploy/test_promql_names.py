@@ -107,3 +107,11 @@ def test_dashboard_shows_what_operators_need() -> None:
         "location_sidecar_build_info",
     }
     assert wanted <= used, sorted(wanted - used)
+
+
+def test_alerts_need_no_recording_rules() -> None:
+    """An operator who loads only the alerts file still gets working alerts."""
+    recorded = artifacts.recorded_names()
+    for rule in artifacts.rules():
+        if "alert" in rule:
+            assert not names(rule["expr"]).metrics & recorded, rule["alert"]
