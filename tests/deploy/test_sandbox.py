@@ -109,3 +109,43 @@ def test_the_daemon_serves_in_the_sandbox(tmp_path: Path) -> None:
         assert httpx.get(f"{sidecar.url}/readyz", timeout=5).is_success
         assert httpx.get(f"{sidecar.url}/metrics", timeout=5).is_success
         assert sidecar.proc.poll() is None, sidecar.log_tail()
+
+
+PROBES = """
+import asyncio, json, sys
+from probes import probe_url
+async def main():
+    results = [await probe_url(url) for url in sys.argv[1:]]
+    print(json.dumps([[r.kind, r.outcome, r.bytes, r.message] for r in results]))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.needs_sidecar
+def test_http_and_file_probes_work_in_the_sandbox(tmp_path: Path) -> None:
+    """The probes the daemon runs (issue 4) read through the same filter."""
+    pytest.importorskip("probes.file")
+    import json
+
+    from tests.deploy.processes import blob_server
+
+    image = tmp_path / "image.raw"
+    image.write_bytes(b"\1" * 1024 * 1024)
+    root = Path(__file__).resolve().parents[2]
+    with blob_server("127.0.0.2") as port:
+        urls = [f"http://127.0.0.2:{port}/images/cirros.qcow2", f"file://{image}"]
+        result = subprocess.run(
+            sandboxed([sys.executable, "-c", PROBES, *urls]),
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=root,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout)
+    assert [(kind, outcome) for kind, outcome, _, _ in outcomes] == [
+        ("http", "ok"),
+        ("file", "ok"),
+    ], outcomes
+    assert all(size > 0 for _, _, size, _ in outcomes), outcomes
