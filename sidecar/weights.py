@@ -180,7 +180,7 @@ def _one_line(text: str) -> str:
 
 
 def _fmt(value: float | None, unit: str, scale: float = 1.0) -> str:
-    return "-" if value is None else f"{value / scale:.3g} {unit}"
+    return "-" if value is None else f"{value / scale:.4g} {unit}"
 
 
 def render_ini(
@@ -197,7 +197,8 @@ def render_ini(
         f"# expected = latency + {image_size} bytes / throughput of the slowest backend",
         "# seen for the store. Equal weights keep the image's own location order.",
         f"# {UNMEASURED}: not measured (Glance's default); {EJECTED}: a backend is ejected now.",
-        "# Merge each weight line into the store's existing section.",
+        "# Save as /etc/glance/glance-api.conf.d/<name>.conf, or merge each weight line",
+        "# into the store's own section of glance-api.conf.",
     ]
     for w in weights:
         lines.append("")
