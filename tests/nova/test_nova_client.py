@@ -16,7 +16,7 @@ import pytest
 
 from strategies import nova
 from tests.sidecar.support import ROOT, FakeClock, ThreadServer, free_port, make_config, running_app
-from tests.support.fixtures import http_servers, pattern  # noqa: F401
+from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
 
 CONTENT = pattern(256 * 1024, seed="nova")
@@ -66,8 +66,10 @@ def run_example(tmp_path: Path, image: dict[str, Any], sidecar_url: str) -> tupl
     record = tmp_path / "image.json"
     record.write_text(json.dumps(image), encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--image-json", str(record), "--sidecar", sidecar_url]
-        + ["--dest", str(tmp_path / "disk")],
+        [
+            *(sys.executable, str(EXAMPLE), "--image-json", str(record)),
+            *("--sidecar", sidecar_url, "--dest", str(tmp_path / "disk")),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -178,7 +180,9 @@ def test_example_reports_a_failed_location_then_uses_the_next(
     status, summary = run_example(tmp_path, image_record(fast, slow), sidecar.url)
     assert status == 0, summary
     assert summary["tried"][0]["error"] == "HTTP 404"
-    assert summary["source"] == slow.url("/images/img", userinfo="***:***").replace("***:***@", "")
+    assert summary["source"] == slow.url("/images/img")  # redacted
+    auth = "Basic " + base64.b64encode(b"mirror:secret").decode()
+    assert [r.headers.get("authorization") for r in slow.requests()] == [auth]
     assert (tmp_path / "disk").read_bytes() == CONTENT
     assert summary["report"]["reason"] == "stored 2 observation(s)"
     assert backend(sidecar, f"http://{fast.host}:{fast.port}")["errors"]["missing"] == 1
