@@ -167,7 +167,12 @@ def _ask_sidecar(
     if not isinstance(ranked, list):
         raise SidecarError("sidecar answer has no locations list")
     by_url = {loc["url"]: loc for loc in with_url}
-    ordered = [by_url.pop(item.get("url"), None) for item in ranked if isinstance(item, dict)]
+    ordered = [
+        by_url.pop(item["url"], None)
+        if isinstance(item, dict) and isinstance(item.get("url"), str)
+        else None
+        for item in ranked
+    ]
     if by_url or len(ordered) != len(with_url) or any(loc is None for loc in ordered):
         raise SidecarError("sidecar answer does not match the locations sent")
     return [loc for loc in ordered if loc is not None], answer

@@ -233,3 +233,13 @@ def test_the_nova_client_needs_only_the_standard_library() -> None:
         "import strategies.nova\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_something_else_on_the_sidecar_port_means_fallback(
+    mirrors: tuple[RangeServer, RangeServer],
+) -> None:
+    fast, slow = mirrors
+    image = image_record(fast, slow)
+    plan = nova.plan_download(image["locations"], image["direct_url"], sidecar_url=fast.url(""))
+    assert plan.mode == "sidecar_down" and "sidecar answered 501" in plan.reason
+    assert [loc["metadata"]["store"] for loc in plan.locations] == ["far", "near"]
