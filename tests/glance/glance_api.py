@@ -126,9 +126,8 @@ class GlanceAPI:
 
     def create_image(self, content: bytes, http_url: str) -> dict[str, Any]:
         """An image stored in ``local`` (file) by upload, plus an ``http`` location."""
-        status, image = self.request(
-            "POST", "/v2/images", {"name": "cirros", "disk_format": "raw", "container_format": "bare"}
-        )
+        new = {"name": "cirros", "disk_format": "raw", "container_format": "bare"}
+        status, image = self.request("POST", "/v2/images", new)
         assert status == 201, image
         path = f"/v2/images/{image['id']}"
         status, answer = self.request(
