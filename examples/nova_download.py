@@ -159,7 +159,9 @@ def download(
         summary["source"] = redact_url(url)
         break
     if summary["source"] is None and glance and image.get("id"):
-        query = f"?prefer={urllib.parse.quote(','.join(plan.prefer))}" if plan.prefer else ""
+        query = (
+            f"?prefer={urllib.parse.quote(','.join(plan.prefer), safe=',')}" if plan.prefer else ""
+        )
         api = f"{glance.rstrip('/')}/v2/images/{urllib.parse.quote(image['id'])}/file{query}"
         try:
             size, _ = fetch(api, partial, image, headers, timeout)

@@ -114,12 +114,14 @@ def sidecar(tmp_path: Path) -> Iterator[Sidecar]:
         stop_process(running.process)
 
 
-def run_example(tmp_path: Path, glance: GlanceAPI, image_id: str, sidecar_url: str) -> Any:
+def run_example(
+    tmp_path: Path, glance: GlanceAPI, image_id: str, sidecar_url: str, *extra: str
+) -> Any:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [
             *(sys.executable, str(EXAMPLE), "--glance", glance.url, "--image-id", image_id),
-            *("--sidecar", sidecar_url, "--dest", str(tmp_path / "disk")),
+            *("--sidecar", sidecar_url, "--dest", str(tmp_path / "disk"), *extra),
         ],
         capture_output=True,
         text=True,
@@ -169,6 +171,24 @@ def test_example_with_the_sidecar_down_takes_the_file_store(
     assert summary["source"] == image["locations"][0]["url"]
     assert mirror.requests()[before:] == []
     assert summary["report"]["stored"] is False
+
+
+def test_example_falls_back_to_glance_api_with_prefer(
+    tmp_path: Path, glance: GlanceAPI, image: dict[str, Any], sidecar: Sidecar
+) -> None:
+    """No location reachable from this node (a stale record): Glance's API serves it."""
+    stale = json.loads(json.dumps(image))
+    stale["locations"][0]["url"] = f"file://{tmp_path}/gone/{image['id']}"
+    stale["locations"][1]["url"] = f"http://127.0.0.2:{free_port('127.0.0.2')}/images/cirros"
+    stale["direct_url"] = stale["locations"][0]["url"]
+    record = tmp_path / "image.json"
+    record.write_text(json.dumps(stale), encoding="utf-8")
+    summary = run_example(tmp_path, glance, image["id"], sidecar.url, "--image-json", str(record))
+    errors = sorted(t["error"] for t in summary["tried"][:2])
+    assert errors[0] == "no such file" and errors[1].startswith("unreachable"), errors
+    assert summary["source"] == f"glance api?prefer={','.join(summary['prefer'])}"
+    assert sorted(summary["prefer"]) == ["local", "web"]
+    assert summary["report"]["reason"] == "stored 2 observation(s)"
 
 
 def test_prefer_query_is_accepted_by_glance_28_download(
