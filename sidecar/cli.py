@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the sidecar is unreachable or refused, 2 bad argument or c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -295,7 +296,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"weights: {exc}") from None
     if args.json:
-        _print_json([w.__dict__ for w in suggested])
+        _print_json([dataclasses.asdict(w) for w in suggested])
         return 0
     when = payload.get("now")
     stamp = (

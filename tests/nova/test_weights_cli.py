@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def test_store_ids_from_the_command_line_and_enabled_backends(
     assert parsed.getint("web", "weight") >= 1
     assert parsed.getint("new", "weight") == parsed.getint("local", "weight") == 0
     assert "secret" not in text
+
+
+def test_json_from_a_saved_answer(server: ThreadServer, tmp_path: Path) -> None:
+    rank(server)
+    saved = tmp_path / "backends.json"
+    saved.write_text(server.client.get("/v1/backends").text)
+    status, text = cli("weights", "--input", str(saved), "--json", "--size", "64MiB")
+    assert status == 0
+    rows = json.loads(text)
+    assert [r["store"] for r in rows] == ["fast", "slow"]
+    assert rows[0]["backend"] == FAST_KEY and rows[0]["weight"] > rows[1]["weight"]
+    assert cli("weights", "--input", str(tmp_path / "missing.json"))[0] == 2
 
 
 def test_sidecar_down_is_exit_1(tmp_path: Path) -> None:
