@@ -49,7 +49,8 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Differential and loader tests against the real Glance 28 (tests/glance/).
-test-glance: $(GLANCE_STAMP)
+## The glance-api end-to-end test runs the sidecar from $(VENV), hence $(STAMP).
+test-glance: $(GLANCE_STAMP) $(STAMP)
 	$(GLANCE_VENV)/bin/python -m pytest tests/glance $(PYTEST_ARGS)
 
 clean:

@@ -95,6 +95,12 @@ class BackendOut(BaseModel):
     errors: ErrorCounts
 
 
+class StoreOut(BaseModel):
+    store: str = Field(description="A Glance store id seen in metadata.store of ranked locations")
+    backends: list[str] = Field(description="Redacted backend keys it served from, newest first")
+    last_seen: float
+
+
 class BackendsResponse(BaseModel):
     now: float
     network_suspect: bool = Field(
@@ -102,6 +108,10 @@ class BackendsResponse(BaseModel):
         "so nobody is ejected"
     )
     backends: list[BackendOut]
+    stores: list[StoreOut] = Field(
+        default_factory=list,
+        description="Store id -> backend keys learnt from /v1/rank (memory only)",
+    )
 
 
 class SampleOut(BaseModel):

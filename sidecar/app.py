@@ -41,6 +41,7 @@ from sidecar.api_models import (
     RankRequest,
     RankResponse,
     SampleOut,
+    StoreOut,
 )
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
@@ -48,6 +49,7 @@ from sidecar.history import History, HistoryError
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.samples import Sample
+from sidecar.stores import StoreMap
 from strategies.backends import backend_of
 from strategies.metrics import rank
 from strategies.registry import available_strategies, get_strategy
@@ -86,6 +88,7 @@ class SidecarApp(FastAPI):
     estimators: Estimators
     metrics: SidecarMetrics
     notifier: Notifier
+    stores: StoreMap
 
     def setup_state(
         self, config: SidecarConfig, clock: Callable[[], float], notifier: Notifier
@@ -93,6 +96,7 @@ class SidecarApp(FastAPI):
         self.config = config
         self.clock = clock
         self.notifier = notifier
+        self.stores = StoreMap()
         self.history = History(config.history.path, retention=config.history.retention)
         self.estimators = Estimators(
             config.estimator,
@@ -389,6 +393,9 @@ def create_app(
             {"url": loc.url, "metadata": loc.metadata} for loc in body.locations
         ]
         preference = app.config.strategy.store_type_preference
+        seen_at = app.clock()
+        for loc in locations:
+            app.stores.saw(loc["metadata"].get("store"), _backend_key(loc["url"], app), seen_at)
         mode: Literal["metrics", "fallback", "static"]
         if name == "metrics":
             now = app.clock()
@@ -497,6 +504,10 @@ def create_app(
                     errors=v.errors,  # type: ignore[arg-type]
                 )
                 for v in app.estimators.views(now)
+            ],
+            stores=[
+                StoreOut(store=s.store, backends=s.backends, last_seen=s.last_seen)
+                for s in app.stores.views()
             ],
         )
 

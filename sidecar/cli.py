@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the sidecar is unreachable or refused, 2 bad argument or c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -252,6 +253,62 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- weights ----------------------------------------------------------------------------
+def _cmd_weights(args: argparse.Namespace) -> int:
+    """Suggested Glance >= 29 store weights, as an INI snippet (see sidecar/weights.py)."""
+    from sidecar import weights
+    from strategies.backends import backend_of
+
+    if args.input:
+        try:
+            with open(args.input, encoding="utf-8") if args.input != "-" else sys.stdin as f:
+                payload = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"weights: cannot read {args.input}: {exc}") from None
+        if not isinstance(payload, dict):
+            raise UsageError("weights: --input is not a GET /v1/backends answer")
+    else:
+        payload = request_json(sidecar_url(args), "/v1/backends", timeout=args.timeout)
+    known = {b.get("backend") for b in payload.get("backends") or [] if isinstance(b, dict)}
+    extra: dict[str, list[str]] = {}
+    for item in args.store:
+        store, equals, target = item.partition("=")
+        if not equals or not store or not target:
+            raise UsageError(f"weights: --store {item.split('=')[0]}=...: expected ID=URL")
+        if target not in known:
+            try:
+                target = backend_of(target).key  # never keep or print the URL itself
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"weights: --store {store}: {exc}") from None
+        extra.setdefault(store.strip(), []).append(target)
+    enabled = None
+    try:
+        if args.enabled_backends:
+            enabled = weights.parse_enabled_backends(args.enabled_backends)
+        elif args.glance_config:
+            with open(args.glance_config, encoding="utf-8") as f:
+                enabled = weights.enabled_backends_of(f.read())
+        size = _size(args.size) or weights.DEFAULT_IMAGE_SIZE
+        suggested = weights.suggest(
+            payload, image_size=size, extra_stores=extra, enabled_backends=enabled
+        )
+        costs = weights.backend_costs(payload, size)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"weights: {exc}") from None
+    if args.json:
+        _print_json([dataclasses.asdict(w) for w in suggested])
+        return 0
+    when = payload.get("now")
+    stamp = (
+        datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if isinstance(when, int | float)
+        else "unknown time"
+    )
+    header = f"Suggested by `location-sidecar weights` from this node's measurements, {stamp}."
+    print(weights.render_ini(suggested, costs, image_size=size, header=header), end="")
+    return 0
+
+
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sidecar",
@@ -308,6 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=50)
     _add_client_options(history)
     history.set_defaults(func=_cmd_history)
+
+    weights = commands.add_parser(
+        "weights", help="suggested Glance >= 29 store weights (INI for glance-api.conf)"
+    )
+    weights.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="ID=URL",
+        help="a store id and a location URL (or backend key) of it; repeatable",
+    )
+    weights.add_argument("--enabled-backends", help="Glance's value, e.g. 'local:file, web:http'")
+    weights.add_argument("--glance-config", help="read enabled_backends from this glance-api.conf")
+    weights.add_argument("--size", help="image size to weigh for (default 1GiB)")
+    weights.add_argument("--input", help="a saved GET /v1/backends answer ('-': stdin)")
+    _add_client_options(weights)
+    weights.set_defaults(func=_cmd_weights)
 
     # The `probe` subcommand lives in the probes package; wire it here, e.g.:
     #     from probes.cli import add_probe_command

@@ -1,0 +1,145 @@
+"""A real glance-api (Glance 28) on loopback: SQLite, a file store and an http store, no Keystone.
+
+What it takes (found by trying): ``glance-manage db_sync`` on a SQLite file;
+``[paste_deploy] flavor =`` (empty) selects the paste pipeline with
+``unauthenticated-context``, whose requests carry an admin context; the
+package's own ``glance-api-paste.ini``; ``workers = 0`` (one process). Glance
+logs that the cinder store cannot load (``os_brick`` is not installed): harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import stop_process, wait_until
+
+BIN = Path(sys.executable).parent
+PASTE = BIN.parent / "etc" / "glance" / "glance-api-paste.ini"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class GlanceAPI:
+    """``glance-api`` as a child process; ``extra_conf`` lands in glance-api.conf.d/."""
+
+    def __init__(self, root: Path, extra_conf: str = "") -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.images = root / "images"
+        for name in ("images", "staging", "tasks", "glance-api.conf.d"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        self.conf = root / "glance-api.conf"
+        self.conf.write_text(
+            "[DEFAULT]\n"
+            f"bind_host = 127.0.0.1\nbind_port = {self.port}\nworkers = 0\n"
+            "show_multiple_locations = True\nshow_image_direct_url = True\n"
+            "enabled_backends = local:file, web:http\n"
+            "[glance_store]\ndefault_backend = local\n"
+            f"[local]\nfilesystem_store_datadir = {self.images}\n"
+            f"[os_glance_staging_store]\nfilesystem_store_datadir = {root / 'staging'}\n"
+            f"[os_glance_tasks_store]\nfilesystem_store_datadir = {root / 'tasks'}\n"
+            f"[database]\nconnection = sqlite:///{root / 'glance.sqlite'}\n"
+            f"[paste_deploy]\nflavor =\nconfig_file = {PASTE}\n"
+            "[oslo_policy]\nenforce_scope = false\nenforce_new_defaults = false\n",
+            encoding="utf-8",
+        )
+        (root / "glance-api.conf.d" / "50-extra.conf").write_text(extra_conf, encoding="utf-8")
+        self.log = root / "glance-api.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _args(self, tool: str) -> list[str]:
+        return [
+            str(BIN / tool),
+            "--config-file",
+            str(self.conf),
+            "--config-dir",
+            str(self.root / "glance-api.conf.d"),
+        ]
+
+    def start(self) -> GlanceAPI:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        sync = subprocess.run(
+            [*self._args("glance-manage"), "db_sync"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert sync.returncode == 0, sync.stderr[-2000:]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                self._args("glance-api"), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        try:
+            wait_until(self._up, 60, "glance-api answering", self.process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{exc}\n{self.log.read_text()[-3000:]}") from None
+        return self
+
+    def _up(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/versions", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    def request(
+        self, method: str, path: str, body: object = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) else None
+        if body is not None and data is None:
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw
+
+    def create_image(self, content: bytes, http_url: str) -> dict[str, Any]:
+        """An image stored in ``local`` (file) by upload, plus an ``http`` location."""
+        new = {"name": "cirros", "disk_format": "raw", "container_format": "bare"}
+        status, image = self.request("POST", "/v2/images", new)
+        assert status == 201, image
+        path = f"/v2/images/{image['id']}"
+        status, answer = self.request(
+            "PUT", path + "/file", content, content_type="application/octet-stream"
+        )
+        assert status == 204, answer
+        patch = [{"op": "add", "path": "/locations/-", "value": {"url": http_url, "metadata": {}}}]
+        status, answer = self.request(
+            "PATCH", path, patch, content_type="application/openstack-images-v2.1-json-patch"
+        )
+        assert status == 200, answer
+        status, record = self.request("GET", path)
+        assert status == 200, record
+        result: dict[str, Any] = record
+        return result
