@@ -16,7 +16,8 @@ Rules (``metrics-strategy.md`` points 4 to 6):
 - A backend learned from a rank request with no fresh data is probed at once
   (latency and throughput both due now).
 - Throughput probes are skipped while a client's real download gave a
-  throughput within ``throughput_interval``; at most one runs at a time per node.
+  throughput within ``throughput_interval`` (then planned for when that report
+  goes stale, plus up to ``jitter``); at most one runs at a time per node.
 - Byte budget: a token bucket holding at most ``budget_per_hour`` bytes,
   refilled continuously at ``budget_per_hour / 3600`` bytes a second, full at
   start. A probe reserves its maximum before it starts and gets back what it
@@ -201,10 +202,10 @@ class ProbePlanner:
                 reported = report_at(t.key)
                 if reported is not None and now - reported < c.throughput_interval:
                     self._skip("fresh_reports")
-                    t.next_throughput_at = max(
-                        now + MIN_RETRY,
-                        reported + jittered(c.throughput_interval, c.jitter, self.rng),
-                    )
+                    # when that report goes stale, plus jitter (so the fleet does not align)
+                    stale_at = reported + c.throughput_interval
+                    spread = self.rng.uniform(0.0, c.jitter) * c.throughput_interval
+                    t.next_throughput_at = max(now + MIN_RETRY, stale_at + spread)
                 elif self.throughput_running is not None:
                     if not t.waiting_for_slot:
                         self._skip("busy")
