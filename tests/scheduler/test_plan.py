@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
@@ -48,14 +49,14 @@ def test_intervals_are_jittered_within_twenty_percent() -> None:
     p.add("http://a:80", "http://a/x", origin="configured", now=T0, fresh=True, has_throughput=True)
     started = run_for(p, 48 * 3600)
     throughput = [t for t, d in started if d.kind == "throughput"]
-    gaps = [b - a for a, b in zip(throughput, throughput[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(throughput)]
     assert min(gaps) >= 0.8 * T - 1 and max(gaps) <= 1.2 * T + 1
     assert min(gaps) < 0.9 * T and max(gaps) > 1.1 * T  # the jitter really is used, both ways
     # A latency probe comes 0.8-1.2 intervals after the previous one; a throughput
     # probe in between measured latency too, and the next one comes at most 1.2
     # intervals after it.
     latency_gaps = []
-    for (before, previous), (at, due) in zip(started, started[1:], strict=False):
+    for (before, previous), (at, due) in itertools.pairwise(started):
         if due.kind != "latency":
             continue
         assert at - before <= 1.2 * L + 1
@@ -72,8 +73,14 @@ def test_intervals_are_jittered_within_twenty_percent() -> None:
 def test_first_probes_are_spread_uniformly_over_the_first_interval() -> None:
     p = planner(seed=7)
     for i in range(2000):
-        p.add(f"http://h{i}:80", "http://x/y", origin="configured", now=T0, fresh=True,
-              has_throughput=True)  # fmt: skip
+        p.add(
+            f"http://h{i}:80",
+            "http://x/y",
+            origin="configured",
+            now=T0,
+            fresh=True,
+            has_throughput=True,
+        )
     latency = [t.next_latency_at - T0 for t in p.targets.values()]
     throughput = [t.next_throughput_at - T0 for t in p.targets.values()]
     for offsets, interval in ((latency, L), (throughput, T)):
@@ -87,18 +94,31 @@ def test_without_throughput_data_the_first_throughput_probe_comes_within_a_laten
 ):
     p = planner()
     for i in range(200):
-        p.add(f"http://h{i}:80", "http://x/y", origin="configured", now=T0, fresh=False,
-              has_throughput=False)  # fmt: skip
+        p.add(
+            f"http://h{i}:80",
+            "http://x/y",
+            origin="configured",
+            now=T0,
+            fresh=False,
+            has_throughput=False,
+        )
     offsets = [t.next_throughput_at - T0 for t in p.targets.values()]
     assert max(offsets) < L and min(offsets) >= 0 and max(offsets) > 0.8 * L
 
 
 def test_a_learned_backend_without_fresh_data_is_probed_at_once() -> None:
     p = planner()
-    p.add("http://new:80", "http://new/x", origin="learned", now=T0, fresh=False,
-          has_throughput=False)  # fmt: skip
-    p.add("http://known:80", "http://known/x", origin="learned", now=T0, fresh=True,
-          has_throughput=True)  # fmt: skip
+    p.add(
+        "http://new:80", "http://new/x", origin="learned", now=T0, fresh=False, has_throughput=False
+    )
+    p.add(
+        "http://known:80",
+        "http://known/x",
+        origin="learned",
+        now=T0,
+        fresh=True,
+        has_throughput=True,
+    )
     dues = p.take_due(T0, no_reports)
     assert [(d.key, d.kind) for d in dues] == [("http://new:80", "throughput")]
     assert p.targets["http://known:80"].next_latency_at > T0
@@ -107,8 +127,14 @@ def test_a_learned_backend_without_fresh_data_is_probed_at_once() -> None:
 def test_at_most_one_throughput_probe_at_a_time() -> None:
     p = planner()
     for name in ("a", "b", "c"):
-        p.add(f"http://{name}:80", f"http://{name}/x", origin="learned", now=T0, fresh=False,
-              has_throughput=False)  # fmt: skip
+        p.add(
+            f"http://{name}:80",
+            f"http://{name}/x",
+            origin="learned",
+            now=T0,
+            fresh=False,
+            has_throughput=False,
+        )
     first = p.take_due(T0, no_reports)
     kinds = Counter(d.kind for d in first)
     assert kinds == {"throughput": 1, "latency": 2}
@@ -149,8 +175,14 @@ def test_the_byte_budget_is_a_token_bucket_and_is_never_exceeded() -> None:
     budget = 20 * MiB
     p = planner(budget_per_hour=budget, throughput_bytes=8 * MiB)
     for i in range(6):
-        p.add(f"http://h{i}:80", "http://x/y", origin="learned", now=T0, fresh=False,
-              has_throughput=False)  # fmt: skip
+        p.add(
+            f"http://h{i}:80",
+            "http://x/y",
+            origin="learned",
+            now=T0,
+            fresh=False,
+            has_throughput=False,
+        )
     spent: list[tuple[float, int]] = []
     now = T0
     while now < T0 + 6 * 3600:
@@ -216,8 +248,16 @@ def test_retry_after_and_a_gone_learned_object() -> None:
 
 def test_a_slow_throughput_probe_cut_by_the_timeout_is_a_measurement() -> None:
     phases = Phases(connect=0.001, first_byte=0.01, transfer=29.9, total=30.0)
-    cut = ProbeResult(url="http://a/x", backend="http://a:80", kind="http", outcome="error",
-                      error_class="local", bytes=3 * MiB, phases=phases, timed_out=True)  # fmt: skip
+    cut = ProbeResult(
+        url="http://a/x",
+        backend="http://a:80",
+        kind="http",
+        outcome="error",
+        error_class="local",
+        bytes=3 * MiB,
+        phases=phases,
+        timed_out=True,
+    )
     sample = sample_of(cut, "throughput", "http://a:80", T0)
     assert sample is not None and sample.ok and sample.error_class is None
     assert sample.kind == "throughput" and sample.bytes == 3 * MiB and sample.source == "probe"
