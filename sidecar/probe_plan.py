@@ -285,13 +285,23 @@ class ProbePlanner:
             t.hold_reason = f"server asked to retry after {retry_after:g} s"
 
     def next_wakeup(self) -> float:
-        """Earliest time something may become due (``inf``: nothing planned)."""
+        """Earliest time something may become due (``inf``: nothing planned).
+
+        Probes waiting for a free slot are left out: a finishing probe wakes the loop.
+        """
         soonest = math.inf
+        latency_full = (
+            sum(1 for t in self.targets.values() if t.running == "latency")
+            >= self.config.max_parallel
+        )
         for t in self.targets.values():
             if t.running is not None or t.url is None:
                 continue
-            next_at = min(t.next_latency_at, t.next_throughput_at)
-            if t.waiting_for_slot:
-                next_at = t.next_latency_at  # the slot's release wakes the loop
-            soonest = min(soonest, max(next_at, t.hold_until))
+            times = []
+            if not latency_full:
+                times.append(t.next_latency_at)
+            if not t.waiting_for_slot:
+                times.append(t.next_throughput_at)
+            if times:
+                soonest = min(soonest, max(min(times), t.hold_until))
         return soonest

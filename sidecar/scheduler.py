@@ -126,7 +126,7 @@ class ProbeScheduler:
         self.configured_hosts = {
             h for h in (backend_of(t.url).host for t in config.targets) if h is not None
         }
-        self._rbd: bool | None = None
+        self._rbd = rbd_bindings() is not None  # imported once, before the loop runs
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -179,11 +179,6 @@ class ProbeScheduler:
         self.notes[key] = note
         while len(self.notes) > MAX_NOTES:
             self.notes.popitem(last=False)
-
-    def _bindings(self) -> bool:
-        if self._rbd is None:
-            self._rbd = rbd_bindings() is not None
-        return self._rbd
 
     def _verdict(self, url: str, key: str) -> Note | None:
         """Why this location must not be probed, or ``None`` when it may be."""
@@ -243,7 +238,7 @@ class ProbeScheduler:
                 return False, "rbd URL without a cluster fsid"
             if self.local_fsid and fsid == self.local_fsid:
                 return False, "local Ceph cluster: images are clones, ranked first unmeasured"
-            if not self._bindings():
+            if not self._rbd:
                 return False, "rados/rbd Python bindings not installed"
         return True, None
 

@@ -268,3 +268,26 @@ def test_a_slow_throughput_probe_cut_by_the_timeout_is_a_measurement() -> None:
         url="cinder://x", backend="cinder://x", kind="none", outcome="not_measurable"
     )
     assert sample_of(note, "latency", "cinder://x", T0) is None
+
+
+def test_the_loop_sleeps_until_the_next_probe_and_not_on_blocked_ones() -> None:
+    p = planner(max_parallel=1)
+    assert math.isinf(p.next_wakeup())
+    for name in ("a", "b"):
+        p.add(
+            f"http://{name}:80",
+            f"http://{name}/x",
+            origin="learned",
+            now=T0,
+            fresh=False,
+            has_throughput=False,
+        )
+    dues = p.take_due(T0, no_reports)  # a: throughput; b: latency (one slot), its throughput waits
+    assert sorted(d.kind for d in dues) == ["latency", "throughput"]
+    # both targets run: nothing to wake up for until one finishes
+    assert math.isinf(p.next_wakeup())
+    latency = next(d for d in dues if d.kind == "latency")
+    p.finished(latency, T0 + 1, outcome="ok", bytes_read=latency.max_bytes)
+    # b's throughput waits for the slot (a finishing wakes the loop): only its latency counts
+    b = p.targets[latency.key]
+    assert b.waiting_for_slot and p.next_wakeup() == b.next_latency_at
