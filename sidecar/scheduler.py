@@ -307,8 +307,11 @@ class ProbeScheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
         finally:
-            for task in list(self._tasks):
+            pending = list(self._tasks)
+            for task in pending:
                 task.cancel()
+            # let them unwind before the app closes the history under them
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _probe(self, due: Due) -> None:
         target = self.planner.targets[due.key]

@@ -259,3 +259,33 @@ def test_probe_section_is_typed_when_served(tmp_path: Path) -> None:
     assert app.scheduler.config.learn_from == ("*.example.org",)
     assert app.scheduler.allow_host("swift.example.org")
     assert not app.scheduler.allow_host("evil.example.com")
+
+
+def test_file_locations_are_probed_only_under_file_roots(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "img").write_bytes(pattern(256 * KiB))
+    outside = tmp_path / "other"
+    outside.mkdir()
+    (outside / "img").write_bytes(pattern(256 * KiB))
+    config = make_config(
+        tmp_path,
+        {
+            "probe": {"file_roots": [str(images)], "throughput_bytes": "128KiB"},
+            "metrics_location_strategy": {"file_roots": [str(images), str(outside)]},
+        },
+    )
+    with running_app(config) as srv:
+        c = srv.client
+        rank(c, [f"file://{images}/img", f"file://{outside}/img"])
+        inside_key, outside_key = f"file://{images}", f"file://{outside}"
+        state = wait_until(
+            lambda: (backends(c).get(inside_key) or {}).get("fresh") and backends(c)[inside_key],
+            what="the file backend measured",
+        )
+        assert state["samples"]["probe"] == 1 and state["probe"]["origin"] == "learned"
+        assert state["throughput_bytes_per_second"] > 0
+        assert outside_key not in backends(c)
+        text = c.get("/metrics").text
+        assert metric(text, "location_sidecar_probes_skipped_total", reason="not_allowed") == 1
+        assert metric(text, "location_sidecar_probe_bytes_total", backend=inside_key) == 128 * KiB
