@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -216,6 +217,7 @@ def test_two_targets_of_different_speeds_rank_faster_first_without_reports(
             return answer if answer["mode"] == "metrics" and fresh else None
 
         answer = wait_until(ranked, timeout=30, interval=0.2, what="both backends measured")
+        assert answer is not None
         assert [loc["url"] for loc in answer["locations"]] == [images[1], images[0]]
         faster, slower = answer["locations"]
         assert faster["throughput_bytes_per_second"] > 4 * slower["throughput_bytes_per_second"]
@@ -240,6 +242,10 @@ def test_two_targets_of_different_speeds_rank_faster_first_without_reports(
             assert total is not None and total > 0
         budget = metric(text, "location_sidecar_probe_budget_remaining_bytes")
         assert budget is not None and 0 < budget <= 64 * MiB
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, text=True, capture_output=True
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
         # only the probe object was fetched, never the images clients asked about
         paths = {r.path for s in (fast, slow) for r in s.requests()}
         assert paths == {"/probe-object"}
@@ -283,6 +289,7 @@ def test_file_locations_are_probed_only_under_file_roots(tmp_path: Path) -> None
             lambda: (backends(c).get(inside_key) or {}).get("fresh") and backends(c)[inside_key],
             what="the file backend measured",
         )
+        assert isinstance(state, dict)
         assert state["samples"]["probe"] == 1 and state["probe"]["origin"] == "learned"
         assert state["throughput_bytes_per_second"] > 0
         assert outside_key not in backends(c)
