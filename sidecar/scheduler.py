@@ -187,7 +187,8 @@ class ProbeScheduler:
             reason = probes.NOT_MEASURABLE.get(scheme, f"no probe for scheme {scheme!r}")
             return Note("not_measurable", reason)
         try:
-            backend = backend_of(url, file_roots=self.file_roots)
+            # root "/": the path, host and store without looking for a mount point (no I/O)
+            backend = backend_of(url, file_roots=("/",))
         except ValueError as exc:
             return Note("not_measurable", str(exc))
         if backend.store == "rbd":
