@@ -86,7 +86,8 @@ def cli_probe(
     """One-off probe for ``location-sidecar probe URL``: ``(exit status, text)``.
 
     Exit status 0 when the probe succeeded (or none is needed), 1 on an error,
-    2 when the backend cannot be measured from here.
+    3 when the backend cannot be measured from here (2 stays the CLI's "bad
+    argument").
     """
     import asyncio
 
@@ -94,5 +95,5 @@ def cli_probe(
 
     limits = ProbeLimits(max_bytes=max_bytes, timeout=timeout, ca_file=ca_file)
     result = asyncio.run(probe_url(url, limits))
-    status = {"ok": 0, "not_needed": 0, "error": 1}.get(result.outcome, 2)
+    status = {"ok": 0, "not_needed": 0, "error": 1}.get(result.outcome, 3)
     return status, render(result, as_json=as_json)

@@ -80,6 +80,32 @@ class ErrorCounts(BaseModel):
     auth: int
 
 
+class ProbeStateOut(BaseModel):
+    """What the probe scheduler does with a backend (times are epoch seconds)."""
+
+    status: Literal[
+        "planned",
+        "running",
+        "held",
+        "waiting_for_url",
+        "not_allowed",
+        "not_measurable",
+        "not_needed",
+    ] = Field(
+        description="planned/running/held (after an auth error, a 503 or a config problem); "
+        "waiting_for_url (its learned location answered 404); not_allowed (outside "
+        "probe.learn_from or probe.file_roots); not_measurable; not_needed (local Ceph clone)"
+    )
+    origin: Literal["configured", "learned"] | None = None
+    next_latency_at: float | None = None
+    next_throughput_at: float | None = None
+    held_until: float | None = None
+    last_probe_at: float | None = None
+    last_outcome: str | None = None
+    probes: dict[str, int] | None = None
+    note: str | None = None
+
+
 class BackendOut(BaseModel):
     backend: str
     latency_seconds: float | None
@@ -90,7 +116,14 @@ class BackendOut(BaseModel):
     ejected: bool
     ejected_until: float | None
     ejected_reason: str | None
-    measurable: bool = Field(description="Has both a latency and a throughput estimate")
+    measurable: bool = Field(
+        description="This node has or can get measurements of it: false for cinder, vsphere, "
+        "swift+config, the local Ceph cluster (clones rank first) and rbd without the bindings"
+    )
+    not_measurable_reason: str | None = Field(default=None, description="Why, when not")
+    probe: ProbeStateOut | None = Field(
+        default=None, description="The probe scheduler's plan; null: not probed from here"
+    )
     samples: SampleCounts
     errors: ErrorCounts
 

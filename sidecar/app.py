@@ -37,6 +37,7 @@ from sidecar.api_models import (
     HistoryResponse,
     ObservationIn,
     ObservationsResponse,
+    ProbeStateOut,
     RankedLocationOut,
     RankRequest,
     RankResponse,
@@ -49,6 +50,7 @@ from sidecar.history import History, HistoryError
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.samples import Sample
+from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
 from strategies.metrics import rank
@@ -89,6 +91,7 @@ class SidecarApp(FastAPI):
     metrics: SidecarMetrics
     notifier: Notifier
     stores: StoreMap
+    scheduler: ProbeScheduler
 
     def setup_state(
         self, config: SidecarConfig, clock: Callable[[], float], notifier: Notifier
@@ -347,6 +350,7 @@ def create_app(
         },
     )
     app.setup_state(config, clock, notifier or Notifier())
+    app.scheduler = ProbeScheduler.install(app)
     app.router.lifespan_context = lambda _app: app.lifespan_context_manager()
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
@@ -393,13 +397,14 @@ def create_app(
             {"url": loc.url, "metadata": loc.metadata} for loc in body.locations
         ]
         preference = app.config.strategy.store_type_preference
-        seen_at = app.clock()
-        for loc in locations:
-            app.stores.saw(loc["metadata"].get("store"), _backend_key(loc["url"], app), seen_at)
+        now = app.clock()
+        keyed = [(loc, _backend_key(loc["url"], app)) for loc in locations]
+        for loc, key in keyed:
+            app.stores.saw(loc["metadata"].get("store"), key, now)
+        app.scheduler.learn((loc["url"], key) for loc, key in keyed)
         mode: Literal["metrics", "fallback", "static"]
         if name == "metrics":
-            now = app.clock()
-            keys = {k for k in (_backend_key(loc["url"], app) for loc in locations) if k}
+            keys = {key for _, key in keyed if key}
             ranking = rank(
                 locations,
                 stats=app.estimators.stats(now, keys),
@@ -485,10 +490,12 @@ def create_app(
     async def backends() -> BackendsResponse:
         """Every backend seen, with its estimates, data age and ejection state."""
         now = app.clock()
-        return BackendsResponse(
-            now=now,
-            network_suspect=app.estimators.network_suspect(now),
-            backends=[
+        scheduler = app.scheduler
+        out = []
+        for v in app.estimators.views(now):
+            can, why = scheduler.measurability(v.key)
+            probe = scheduler.describe(v.key, now)
+            out.append(
                 BackendOut(
                     backend=v.key,
                     latency_seconds=v.stats.latency_seconds,
@@ -499,12 +506,39 @@ def create_app(
                     ejected=v.ejected,
                     ejected_until=v.stats.ejected_until if v.ejected else None,
                     ejected_reason=v.stats.ejected_reason if v.ejected else None,
-                    measurable=v.measurable,
+                    measurable=can or v.estimated,
+                    not_measurable_reason=None if can or v.estimated else why,
+                    probe=ProbeStateOut(**probe) if probe else None,
                     samples=v.samples,  # type: ignore[arg-type]
                     errors=v.errors,  # type: ignore[arg-type]
                 )
-                for v in app.estimators.views(now)
-            ],
+            )
+        seen = {b.backend for b in out}
+        for key in sorted(set(scheduler.keys()) - seen):  # probed or noted, no sample yet
+            can, why = scheduler.measurability(key)
+            probe = scheduler.describe(key, now)
+            out.append(
+                BackendOut(
+                    backend=key,
+                    latency_seconds=None,
+                    throughput_bytes_per_second=None,
+                    newest_good_at=None,
+                    age_seconds=None,
+                    fresh=False,
+                    ejected=False,
+                    ejected_until=None,
+                    ejected_reason=None,
+                    measurable=can,
+                    not_measurable_reason=why,
+                    probe=ProbeStateOut(**probe) if probe else None,
+                    samples={"probe": 0, "report": 0},  # type: ignore[arg-type]
+                    errors=dict.fromkeys(("local", "server", "missing", "auth"), 0),  # type: ignore[arg-type]
+                )
+            )
+        return BackendsResponse(
+            now=now,
+            network_suspect=app.estimators.network_suspect(now),
+            backends=out,
             stores=[
                 StoreOut(store=s.store, backends=s.backends, last_seen=s.last_seen)
                 for s in app.stores.views()

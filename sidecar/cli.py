@@ -309,6 +309,28 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- probe ----------------------------------------------------------------------------
+def _cmd_probe(args: argparse.Namespace) -> int:
+    """A one-off probe, without the daemon: what this node sees of one location now."""
+    from strategies.backends import backend_of
+
+    try:
+        backend_of(args.url)
+        max_bytes = parse_size(args.bytes, name="--bytes")
+        timeout = parse_duration(args.timeout, name="--timeout")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"probe: {exc}") from None
+    if max_bytes < 1 or timeout <= 0:
+        raise UsageError("probe: --bytes and --timeout must be positive")
+    from probes.report import cli_probe
+
+    status, text = cli_probe(
+        args.url, max_bytes=max_bytes, as_json=args.json, timeout=timeout, ca_file=args.ca_file
+    )
+    print(text)
+    return status
+
+
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sidecar",
@@ -383,9 +405,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(weights)
     weights.set_defaults(func=_cmd_weights)
 
-    # The `probe` subcommand lives in the probes package; wire it here, e.g.:
-    #     from probes.cli import add_probe_command
-    #     add_probe_command(commands)   # adds `probe`, sets func=... returning an exit code
+    probe = commands.add_parser(
+        "probe",
+        help="probe one location from this node now, with the phases (exit 1: failed, "
+        "3: not measurable from here)",
+    )
+    probe.add_argument("url", metavar="URL")
+    probe.add_argument("--bytes", default="1MiB", help="bytes to read (default 1MiB)")
+    probe.add_argument("--timeout", default="30s", help="hard limit (default 30s)")
+    probe.add_argument("--ca-file", help="PEM bundle for TLS instead of the system store")
+    probe.add_argument("--json", action="store_true", help="print the result as JSON")
+    probe.set_defaults(func=_cmd_probe)
     return parser
 
 

@@ -136,7 +136,9 @@ def default_section_parsers() -> dict[str, SectionParser]:
     value is wrong. The probes package plugs in here, e.g.
     ``{"probe": probes.config.parse_probe_section}``.
     """
-    return {}
+    from sidecar.probe_config import parse_probe_section
+
+    return {"probe": parse_probe_section}
 
 
 def checkout_root() -> Path | None:

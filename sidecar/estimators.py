@@ -63,6 +63,8 @@ class BackendState:
     throughput: Ewma = field(default_factory=Ewma)
     newest_good_at: float | None = None
     newest_at: float | None = None
+    newest_report_throughput_at: float | None = None
+    """Newest client download that measured a throughput: throughput probes wait while fresh."""
     last_ok: bool | None = None
     last_error_class: str | None = None
     consecutive_failures: int = 0
@@ -84,7 +86,8 @@ class BackendView:
     age_seconds: float | None
     fresh: bool
     ejected: bool
-    measurable: bool
+    estimated: bool
+    """Has both a latency and a throughput estimate."""
     auth_failed: bool
     samples: dict[str, int]
     errors: dict[str, int]
@@ -133,6 +136,9 @@ class Estimators:
             if ewma.value is not None and throughput < ewma.value * c.sharp_drop_ratio:
                 w = max(w, c.sharp_drop_weight)
             ewma.update(throughput, sample.time, w)
+            if sample.source == "report":
+                last = state.newest_report_throughput_at
+                state.newest_report_throughput_at = max(last or sample.time, sample.time)
         if latency is not None or throughput is not None:
             state.newest_good_at = (
                 sample.time
@@ -231,7 +237,7 @@ class Estimators:
             state = self.backends[key]
             stats = self._stats(state, now, suspect)
             age = None if stats.newest_good_at is None else max(0.0, now - stats.newest_good_at)
-            measurable = (
+            estimated = (
                 stats.latency_seconds is not None
                 and stats.throughput_bytes_per_second is not None
                 and stats.throughput_bytes_per_second > 0
@@ -241,9 +247,9 @@ class Estimators:
                     key=key,
                     stats=stats,
                     age_seconds=age,
-                    fresh=measurable and age is not None and age <= self.max_age,
+                    fresh=estimated and age is not None and age <= self.max_age,
                     ejected=stats.ejected(now),
-                    measurable=measurable,
+                    estimated=estimated,
                     auth_failed=state.auth_failed,
                     samples=dict(state.samples),
                     errors=dict(state.errors),

@@ -216,7 +216,7 @@ def test_cli_helper_and_sample_fields(http_servers: Servers) -> None:
     assert secret not in text
     status, table = cli_probe(server.url("/_fault/404/x"))
     assert status == 1 and "error (missing)" in table and "first byte" in table
-    assert cli_probe("cinder://vol")[0] == 2
+    assert cli_probe("cinder://vol")[0] == 3
 
     result, _ = run(server.url(), max_bytes=1000)
     fields = result.sample_fields()

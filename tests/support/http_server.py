@@ -72,10 +72,13 @@ class RangeServer:
         self.config = ServerConfig(**config)
         self.scheme = "https" if tls else "http"
         self.log: list[Request] = []
+        self.connections: list[str] = []
+        """Client address of every accepted TCP connection (even one that never sent a request)."""
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         handler = _make_handler(self)
         self._httpd = _QuietServer((host, 0), handler)
+        self._httpd.on_connect = self._connected
         self._httpd.daemon_threads = True
         if tls is not None:
             self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
@@ -116,6 +119,10 @@ class RangeServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _connected(self, client: str) -> None:
+        with self._lock:
+            self.connections.append(client)
+
     def record(self, request: Request) -> None:
         with self._lock:
             self.log.append(request)
@@ -138,8 +145,15 @@ class RangeServer:
 class _QuietServer(ThreadingHTTPServer):
     """Clients that hang up early (probes stop reading at max_bytes) are normal."""
 
+    on_connect: Any = None
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.on_connect is not None:
+            self.on_connect(str(client_address[0]))
+        return True
 
 
 def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,381 @@
+"""The probe scheduler: runs what ``sidecar.probe_plan`` decides, inside the sidecar.
+
+Targets are the ``[[probe.targets]]`` of the config plus locations learnt from
+``/v1/rank`` requests, but only those whose host (or backend key) matches
+``probe.learn_from`` and, for ``file://``, whose path lies under
+``probe.file_roots``; anything else is never contacted. Redirects only go to
+such hosts (or a configured target's host).
+
+A learned URL may carry credentials (Glance puts them there). It is kept in
+memory only, in its planned target keyed by the redacted backend key: history,
+logs, metrics and ``/v1/backends`` see the key, never the URL. After a restart
+those URLs are gone: estimates come back from the history, and a backend is
+probed again once a rank request names one of its locations (at once if its
+data is no longer fresh, else on the normal spread schedule).
+
+This module is the thin, asynchronous part: probes are coroutines (file and
+rbd reads run in threads inside ``probes``), results go through
+``app.record`` (history, estimators and so the ejection logic), then metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote
+
+import probes
+from probes import ProbeLimits, ProbeResult, ProbeTarget, TokenCache
+from probes.rbd import bindings as rbd_bindings
+from sidecar.history import HistoryError
+from sidecar.probe_config import ProbeConfig, parse_probe_section
+from sidecar.probe_metrics import ProbeMetrics
+from sidecar.probe_plan import Due, ProbePlanner
+from sidecar.samples import Sample
+from strategies.backends import backend_of, scheme_of
+
+if TYPE_CHECKING:
+    from sidecar.app import SidecarApp
+
+LOG = logging.getLogger(__name__)
+MAX_NOTES = 1024
+"""Backends remembered as not probed (keys only), oldest forgotten first."""
+
+Prober = Callable[[ProbeTarget, ProbeLimits], Awaitable[ProbeResult]]
+NoteKind = Literal["not_allowed", "not_measurable", "not_needed"]
+
+
+@dataclass(frozen=True)
+class Note:
+    kind: NoteKind
+    message: str
+
+
+def sample_of(
+    result: ProbeResult, kind: Literal["latency", "throughput"], key: str, time: float
+) -> Sample | None:
+    """The history sample of a probe result, or ``None`` when nothing was measured.
+
+    A throughput probe cut by ``probe.timeout`` after data started flowing is a
+    measurement of a slow backend (bytes read in the time allowed), not a failure.
+    """
+    if not result.measured:
+        return None
+    ok, error_class = result.ok, result.error_class
+    if capped(result, kind):
+        ok, error_class = True, None
+    return Sample(
+        time=time,
+        backend=key,
+        source="probe",
+        ok=ok,
+        error_class=error_class,
+        status=result.status,
+        first_byte_seconds=result.first_byte_seconds,
+        bytes=result.bytes,
+        seconds=result.seconds,
+        kind=kind,
+    )
+
+
+def capped(result: ProbeResult, kind: str) -> bool:
+    return (
+        kind == "throughput"
+        and result.timed_out
+        and result.first_byte_seconds is not None
+        and result.bytes > 0
+        and result.error_class == "local"
+    )
+
+
+class ProbeScheduler:
+    """Owns the planner, the learned targets, the Swift token cache and the probe metrics."""
+
+    def __init__(
+        self,
+        app: SidecarApp,
+        config: ProbeConfig,
+        *,
+        rng: random.Random | None = None,
+        prober: Prober = probes.probe,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.prober = prober
+        metrics_policy = app.config.strategy.metrics
+        self.file_roots: tuple[str, ...] = tuple(metrics_policy.file_roots)
+        self.local_fsid = metrics_policy.local_ceph_fsid or None
+        self.metrics = ProbeMetrics(
+            app.metrics.registry, budget=lambda: self.planner.budget.level(app.clock())
+        )
+        self.planner = ProbePlanner(
+            config,
+            rng or random.Random(),
+            app.clock(),
+            auth_backoff=max(app.config.estimator.eject_max, config.latency_interval),
+            on_skip=self.metrics.skip,
+        )
+        self.tokens = TokenCache()
+        self.notes: OrderedDict[str, Note] = OrderedDict()
+        self.configured_hosts = {
+            h for h in (backend_of(t.url).host for t in config.targets) if h is not None
+        }
+        self._rbd = rbd_bindings() is not None  # imported once, before the loop runs
+        self._wake: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def install(cls, app: SidecarApp, **kwargs: Any) -> ProbeScheduler:
+        """Build the scheduler from the app's ``[probe]`` section and start it with the app."""
+        section = app.config.section("probe")
+        config = section if isinstance(section, ProbeConfig) else parse_probe_section(section)
+        scheduler = cls(app, config, **kwargs)
+        if config.enabled and (config.targets or config.learn_from or config.file_roots):
+            app.add_background_task("probe-scheduler", scheduler.run)
+        return scheduler
+
+    # -- learning from rank requests --------------------------------------------------
+    def learn(self, locations: Iterable[tuple[str, str | None]]) -> None:
+        """Consider ``(url, backend key)`` pairs of a rank request; never blocks."""
+        if not self.config.enabled:
+            return
+        now = self.app.clock()
+        changed = False
+        for url, key in locations:
+            if key is None:
+                continue
+            if key in self.planner.targets:
+                changed |= self.planner.offer_url(key, url)
+                continue
+            if key in self.notes:
+                self.notes.move_to_end(key)
+                continue
+            note = self._verdict(url, key)
+            if note is None:
+                learned = sum(1 for t in self.planner.targets.values() if t.origin == "learned")
+                if learned >= self.config.max_learned:
+                    note = Note("not_allowed", f"probe.max_learned ({learned}) reached")
+            if note is not None:
+                self._note(key, note)
+                continue
+            fresh, has_throughput = self._known(key, now)
+            self.planner.add(
+                key, url, origin="learned", now=now, fresh=fresh, has_throughput=has_throughput
+            )
+            LOG.info("probing %s from now on (learned from a rank request)", key)
+            changed = True
+        if changed and self._wake is not None:
+            self._wake.set()
+
+    def _note(self, key: str, note: Note) -> None:
+        if note.kind == "not_allowed":
+            self.metrics.skip("not_allowed")
+        self.notes[key] = note
+        while len(self.notes) > MAX_NOTES:
+            self.notes.popitem(last=False)
+
+    def _verdict(self, url: str, key: str) -> Note | None:
+        """Why this location must not be probed, or ``None`` when it may be."""
+        scheme = scheme_of(url)
+        if probes.prober_for(url) is None:
+            reason = probes.NOT_MEASURABLE.get(scheme, f"no probe for scheme {scheme!r}")
+            return Note("not_measurable", reason)
+        try:
+            # root "/": the path, host and store without looking for a mount point (no I/O)
+            backend = backend_of(url, file_roots=("/",))
+        except ValueError as exc:
+            return Note("not_measurable", str(exc))
+        if backend.store == "rbd":
+            measurable, why = self.measurability(key)
+            if not measurable:
+                local = "local Ceph" in (why or "")
+                return Note("not_needed" if local else "not_measurable", why or "")
+            if not self.config.host_allowed(None, key):
+                return Note("not_allowed", "backend not in probe.learn_from")
+        elif backend.store == "file":
+            if not self.config.path_allowed(backend.path):
+                return Note("not_allowed", "path not under probe.file_roots")
+        elif not self.config.host_allowed(backend.host, key):
+            return Note("not_allowed", "host not in probe.learn_from")
+        return None
+
+    def _known(self, key: str, now: float) -> tuple[bool, bool]:
+        """``(fresh, has a throughput estimate)`` for a backend, from the estimators."""
+        state = self.app.estimators.backends.get(key)
+        if state is None:
+            return False, False
+        has_throughput = state.throughput.value is not None
+        fresh = (
+            has_throughput
+            and state.latency.value is not None
+            and state.newest_good_at is not None
+            and now - state.newest_good_at <= self.app.estimators.max_age
+        )
+        return fresh, has_throughput
+
+    def _report_at(self, key: str) -> float | None:
+        state = self.app.estimators.backends.get(key)
+        return None if state is None else state.newest_report_throughput_at
+
+    def allow_host(self, host: str) -> bool:
+        """Redirect policy: a learn_from host or a configured target's host."""
+        return host in self.configured_hosts or self.config.host_allowed(host, host)
+
+    # -- what /v1/backends says -------------------------------------------------------
+    def measurability(self, key: str) -> tuple[bool, str | None]:
+        """Whether this node can measure a backend at all, and why not."""
+        scheme = key.partition("://")[0]
+        if scheme in probes.NOT_MEASURABLE:
+            return False, probes.NOT_MEASURABLE[scheme]
+        if scheme == "rbd":
+            fsid = unquote(key[len("rbd://") :].split("/")[0])
+            if key == "rbd://default":
+                return False, "rbd URL without a cluster fsid"
+            if self.local_fsid and fsid == self.local_fsid:
+                return False, "local Ceph cluster: images are clones, ranked first unmeasured"
+            if not self._rbd:
+                return False, "rados/rbd Python bindings not installed"
+        return True, None
+
+    def keys(self) -> list[str]:
+        """Backends to list although they may have no sample: probed or not measurable."""
+        listed = list(self.planner.targets)
+        listed += [k for k, n in self.notes.items() if n.kind != "not_allowed"]
+        return listed
+
+    def describe(self, key: str, now: float) -> dict[str, Any] | None:
+        """The scheduler's view of one backend (``probe`` in ``/v1/backends``)."""
+        target = self.planner.targets.get(key)
+        if target is None:
+            note = self.notes.get(key)
+            if note is None:
+                return None
+            return {"status": note.kind, "note": note.message}
+        held = target.hold_until > now
+        status = (
+            "running"
+            if target.running
+            else "waiting_for_url"
+            if target.url is None
+            else "held"
+            if held
+            else "planned"
+        )
+        return {
+            "status": status,
+            "origin": target.origin,
+            "next_latency_at": target.next_latency_at,
+            "next_throughput_at": target.next_throughput_at,
+            "held_until": target.hold_until if held and target.hold_until != float("inf") else None,
+            "last_probe_at": target.last_at,
+            "last_outcome": target.last_outcome,
+            "probes": dict(target.probes),
+            "note": target.hold_reason or target.last_message or None,
+        }
+
+    # -- the loop ---------------------------------------------------------------------
+    async def run(self, app: SidecarApp) -> None:
+        """Plan the configured targets, then start what is due until cancelled."""
+        self._wake = asyncio.Event()
+        now = app.clock()
+        for target in self.config.targets:
+            key = backend_of(target.url, file_roots=self.file_roots).key
+            fresh, has_throughput = self._known(key, now)
+            self.planner.add(
+                key,
+                target.url,
+                origin="configured",
+                now=now,
+                fresh=fresh,
+                has_throughput=has_throughput,
+                credentials=target.credentials,
+                ca_file=target.ca_file,
+            )
+        try:
+            while True:
+                self._wake.clear()
+                for due in self.planner.take_due(app.clock(), self._report_at):
+                    task = asyncio.create_task(self._probe(due), name=f"probe {due.kind}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                delay = min(max(self.planner.next_wakeup() - app.clock(), 0.05), 60.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+        finally:
+            pending = list(self._tasks)
+            for task in pending:
+                task.cancel()
+            # let them unwind before the app closes the history under them
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _probe(self, due: Due) -> None:
+        target = self.planner.targets[due.key]
+        assert target.url is not None
+        probe_target = ProbeTarget(
+            url=target.url,
+            credentials=target.credentials,
+            swift_tokens=self.tokens,
+            local_ceph_fsid=self.local_fsid,
+            file_roots=self.file_roots,
+        )
+        c = self.config
+        limits = ProbeLimits(
+            max_bytes=due.max_bytes,
+            timeout=c.timeout,
+            connect_timeout=min(c.connect_timeout, c.timeout),
+            max_redirects=c.max_redirects,
+            ca_file=target.ca_file or c.ca_file,
+            allow_host=self.allow_host,
+        )
+        try:
+            result = await self.prober(probe_target, limits)
+        except Exception as exc:  # a prober must not kill the scheduler
+            LOG.error("probe of %s raised %s", due.key, type(exc).__name__)
+            self.planner.finished(
+                due, self.app.clock(), outcome="error", error_class="local", message="crashed"
+            )
+            self._poke()
+            return
+        now = self.app.clock()
+        sample = sample_of(result, due.kind, due.key, now)
+        if sample is not None:
+            try:
+                await self.app.record(sample)
+            except HistoryError as exc:
+                LOG.warning("probe sample of %s not stored: %s", due.key, exc)
+            self.metrics.result(due.key, due.kind, result, sample.ok)
+        elif result.outcome == "not_measurable" and "not allowed" in result.message:
+            self.metrics.skip("not_allowed")
+        ok = sample is not None and sample.ok
+        outcome = "ok" if ok else result.outcome
+        self.planner.finished(
+            due,
+            now,
+            outcome=outcome,
+            error_class=None if ok else result.error_class,
+            bytes_read=result.bytes,
+            retry_after=result.retry_after,
+            message=result.message,
+        )
+        if not ok:
+            level = logging.WARNING if target.hold_until > now else logging.INFO
+            LOG.log(
+                level,
+                "%s probe of %s: %s %s %s",
+                due.kind,
+                due.key,
+                result.outcome,
+                result.error_class or "",
+                result.message,
+            )
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()

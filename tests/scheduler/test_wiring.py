@@ -1,0 +1,59 @@
+"""How the scheduler reads the estimators: passive data, freshness, measurability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sidecar.app import create_app
+from sidecar.samples import Kind, Sample, Source
+from tests.sidecar.support import FakeClock, make_config
+
+KEY = "https://mirror.example.org:443"
+FSID = "6f1c9b2e-0000-4000-8000-000000000001"
+
+
+def sample(clock: FakeClock, source: Source, kind: Kind, size: int) -> Sample:
+    return Sample(
+        time=clock(),
+        backend=KEY,
+        source=source,
+        ok=True,
+        error_class=None,
+        status=None,
+        first_byte_seconds=0.01,
+        bytes=size,
+        seconds=0.5,
+        kind=kind,
+    )
+
+
+def test_only_real_downloads_that_measured_a_throughput_hold_back_throughput_probes(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    app = create_app(make_config(tmp_path, {"probe": {"learn_from": ["*"]}}), clock=clock)
+    scheduler = app.scheduler
+    app.estimators.record(sample(clock, "probe", "throughput", 8 << 20))
+    assert scheduler._report_at(KEY) is None
+    app.estimators.record(sample(clock, "report", "download", 1024))  # too small: latency only
+    assert scheduler._report_at(KEY) is None
+    clock.advance(5)
+    app.estimators.record(sample(clock, "report", "download", 64 << 20))
+    assert scheduler._report_at(KEY) == clock()
+    assert scheduler._known(KEY, clock()) == (True, True)
+    clock.advance(app.config.strategy.metrics.max_age + 1)
+    assert scheduler._known(KEY, clock()) == (False, True)
+
+
+def test_measurability_by_backend_key(tmp_path: Path) -> None:
+    config = make_config(tmp_path, {"metrics_location_strategy": {"local_ceph_fsid": FSID}})
+    scheduler = create_app(config).scheduler
+    assert scheduler.measurability(KEY) == (True, None)
+    assert scheduler.measurability("file:///var/lib/glance/images") == (True, None)
+    for key in ("cinder://default", "vsphere://vc", "swift+config://ref", "rbd://default"):
+        can, why = scheduler.measurability(key)
+        assert not can and why, key
+    can, why = scheduler.measurability(f"rbd://{FSID}/images")
+    assert not can and "local Ceph" in (why or "")
+    can, why = scheduler.measurability("rbd://00000000-0000-4000-8000-00000000ffff/images")
+    assert not can and "bindings" in (why or "")  # no rados/rbd here
