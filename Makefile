@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps clean test-glance
+.PHONY: run test lint typecheck unit system-deps clean test-glance bench
 
 # Glance 28 (the last release with location strategies) in its own virtualenv:
 # its oslo.* pins clash with the daemon's dependencies. This project is installed
@@ -51,6 +51,10 @@ unit: $(STAMP)
 ## Differential and loader tests against the real Glance 28 (tests/glance/).
 test-glance: $(GLANCE_STAMP)
 	$(GLANCE_VENV)/bin/python -m pytest tests/glance $(PYTEST_ARGS)
+
+## The benchmark (bench/): strategies side by side, the sidecar's cost; updates BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench --out BENCHMARKS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -37,6 +37,7 @@ def render(
     results: dict[str, ScenarioResult],
     svc: ServiceResult | None,
     seconds: float,
+    warmup: float,
 ) -> str:
     parts = [
         BEGIN,
@@ -50,6 +51,8 @@ def render(
             if probes == "harness"
             else ""
         )
+        + f". The sidecar starts fresh per scenario and gets {warmup:g} s before the first "
+        "download (probes only; 0 with probes off makes no difference)"
         + f". Sidecar settings changed for the compressed clock: estimator {BENCH_ESTIMATOR}, "
         f"probe {BENCH_PROBE}; everything else is the default.",
         "",
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         help="sidecar/on: the sidecar's own scheduler via [[probe.targets]]; harness: the "
         "stand-in prober; off: reports only; auto: sidecar when it has a scheduler, else harness",
     )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds of probing before the first download"
+    )
     parser.add_argument("--no-service", action="store_true", help="skip the service-cost part")
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop rank rate (req/s)")
     parser.add_argument("--load-seconds", type=float, default=10.0)
@@ -102,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.scenarios:
         scenario = SCENARIOS[key]
         print(f"scenario ({key}) {scenario.title} ...", file=sys.stderr, flush=True)
-        results[key] = run_scenario(scenario, probes=probes)
+        results[key] = run_scenario(scenario, probes=probes, warmup=args.warmup)
         print(report.scenario_table(results[key]), file=sys.stderr, flush=True)
     svc = None
     if not args.no_service:
         print("service cost ...", file=sys.stderr, flush=True)
         svc = measure(rate=args.rate, duration=args.load_seconds, big_history=args.big_history)
         print(report.service_table(svc), file=sys.stderr, flush=True)
-    block = render(command.strip(), probes, results, svc, time.monotonic() - began)
+    block = render(command.strip(), probes, results, svc, time.monotonic() - began, args.warmup)
     print(block)
     if args.out:
         write(args.out, block)

@@ -69,7 +69,9 @@ def fetch(client: httpx.Client, url: str, image: Image, backend: str, location: 
                 digest.update(chunk)
                 received += len(chunk)
     except httpx.TransportError:
-        return Attempt(location, backend, False, received, time.monotonic() - started, None, "local")
+        return Attempt(
+            location, backend, False, received, time.monotonic() - started, None, "local"
+        )
     seconds = time.monotonic() - started
     if received != image.size or digest.hexdigest() != image.sha256:
         return Attempt(location, backend, False, received, seconds, first_byte, "server")

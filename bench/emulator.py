@@ -141,7 +141,9 @@ class Emulator:
                     phases.append(Phase(at, fault="503"))
                 elif change.what == "recover":
                     phases.append(
-                        Phase(at, first_byte_delay=base.latency, bandwidth=base.bandwidth, fault=None)
+                        Phase(
+                            at, first_byte_delay=base.latency, bandwidth=base.bandwidth, fault=None
+                        )
                     )
                 else:
                     raise ValueError(change.what)
@@ -163,7 +165,7 @@ class Emulator:
 
     def fetch_url(self, location_url: str) -> str:
         """What the client GETs: the emulator speaks plain HTTP for every scheme (path-style)."""
-        scheme, _, rest = location_url.partition("://")
+        rest = location_url.partition("://")[2]
         return "http://" + rest.rpartition("@")[2]
 
     def truth(self, name: str, now: float | None = None) -> Behaviour:

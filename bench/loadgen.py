@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args(argv)
     body = args.body_file.read_bytes() if args.body_file else None
-    result = asyncio.run(
-        run(args.url, args.path, body, args.rate, args.duration, args.connections)
-    )
+    result = asyncio.run(run(args.url, args.path, body, args.rate, args.duration, args.connections))
     json.dump(result, sys.stdout)
     print()
     return 0

@@ -115,7 +115,8 @@ def scenario_table(result: ScenarioResult) -> str:
             share = f"{result.probe_bytes / r.bytes:.2%}" if r.bytes else "-"
         lines.append(
             f"| {r.strategy} | {r.intact}/{r.downloads} | {r.total:.2f} | {r.p50:.3f} | "
-            f"{r.p95:.3f} | {r.ratio:.2f} | {_adapt_text(r.adapt)} | {r.failed_attempts} | {share} |"
+            f"{r.p95:.3f} | {r.ratio:.2f} | {_adapt_text(r.adapt)} | "
+            f"{r.failed_attempts} | {share} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -162,10 +163,11 @@ def service_table(svc: ServiceResult) -> str:
 def machine() -> str:
     model = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     try:
@@ -195,7 +197,9 @@ def checks(results: dict[str, ScenarioResult], svc: ServiceResult | None) -> lis
     out: list[Check] = []
     for key, limit in (("a", 1.05), ("b", 1.15), ("c", 1.15)):
         if key in results and (m := _find(results[key], "metrics")):
-            out.append(Check(f"({key}) metrics <= {limit}x oracle", f"{m.ratio:.2f}x", m.ratio <= limit))
+            out.append(
+                Check(f"({key}) metrics <= {limit}x oracle", f"{m.ratio:.2f}x", m.ratio <= limit)
+            )
     if "b" in results and (m := _find(results["b"], "metrics")):
         worst = max(
             (r for r in rows(results["b"]) if r.strategy in ("location_order", "store_type")),
@@ -216,7 +220,11 @@ def checks(results: dict[str, ScenarioResult], svc: ServiceResult | None) -> lis
     if downloaded:
         share = probe / downloaded
         out.append(
-            Check("probe bytes <= 2% of metrics' downloaded bytes (all scenarios)", f"{share:.2%}", share <= 0.02)
+            Check(
+                "probe bytes <= 2% of metrics' downloaded bytes (all scenarios)",
+                f"{share:.2%}",
+                share <= 0.02,
+            )
         )
     if svc is not None:
         p99 = svc.at_rate["rank"]["p99"]

@@ -82,13 +82,14 @@ def run_scenario(
     probes: str,
     seed: str = "bench",
     strategies: tuple[str, ...] = STRATEGIES,
+    warmup: float = 3.0,
 ) -> ScenarioResult:
     """``probes``: ``sidecar`` (its own scheduler), ``harness`` (the stand-in) or ``off``."""
     sizes = sizes_between(
         scenario.image_count, scenario.size_low, scenario.size_high, f"{seed}/{scenario.key}"
     )
     images = make_images(sizes, f"{seed}{scenario.key}")
-    emulator = Emulator(scenario.speeds, images)
+    emulator = Emulator(scenario.speeds, images, chunk=scenario.chunk)
     jobs = workload(scenario, images, f"{seed}/{scenario.key}")
     result = ScenarioResult(scenario, probes)
     backend = EmulatorProcess(emulator)
@@ -99,7 +100,9 @@ def run_scenario(
             else None
         )
         with Sidecar(estimator=BENCH_ESTIMATOR, probe_targets=targets, probe=BENCH_PROBE) as sc:
-            result.downloads = _run_timeline(scenario, emulator, backend, sc, jobs, strategies, probes, result)
+            result.downloads = _run_timeline(
+                scenario, emulator, backend, sc, jobs, strategies, probes, result, warmup
+            )
     return result
 
 
@@ -126,6 +129,7 @@ def _run_timeline(
     strategies: tuple[str, ...],
     probes: str,
     result: ScenarioResult,
+    warmup: float,
 ) -> dict[str, list[Download]]:
     choosers = [_make(name, emulator, sidecar, f"random/{scenario.key}") for name in strategies]
     clients = {
@@ -133,7 +137,9 @@ def _run_timeline(
         for c in choosers
     }
     prober: HarnessProber | None = None
-    t0 = time.monotonic() + 0.5
+    # The sidecar (and the stand-in prober) get ``warmup`` seconds before the first
+    # download: a node's sidecar runs long before an image is fetched.
+    t0 = time.monotonic() + max(warmup, 0.5)
     backend.play(scenario.changes, scenario.duration, t0)
     if probes == "harness":
         prober = HarnessProber(
@@ -147,7 +153,9 @@ def _run_timeline(
             if isinstance(c, Metrics):
                 c.on_report = prober.saw_report
     futures: dict[str, list[Future[Download]]] = {c.name: [] for c in choosers}
-    pools = {c.name: ThreadPoolExecutor(max_workers=32, thread_name_prefix=c.name) for c in choosers}
+    pools = {
+        c.name: ThreadPoolExecutor(max_workers=32, thread_name_prefix=c.name) for c in choosers
+    }
 
     def dispatch(chooser: Chooser) -> None:
         for job in jobs:
@@ -163,9 +171,6 @@ def _run_timeline(
     sidecar_probe_bytes_before = sidecar.metric_sum("location_sidecar_probe_bytes_total")
     began = time.monotonic()
     if prober is not None:
-        # starts with the timeline: the first probes race the first downloads, as in life
-        while time.monotonic() < t0:
-            time.sleep(0.01)
         prober.start()
     dispatchers = [threading.Thread(target=dispatch, args=(c,)) for c in choosers]
     for thread in dispatchers:

@@ -122,7 +122,13 @@ def loadgen(
 def _warm(sidecar: Sidecar) -> None:
     """A report per backend, so /v1/rank answers in ``metrics`` mode (the costly path)."""
     observations = [
-        {"url": u, "ok": True, "bytes": 1 << 20, "seconds": 0.1 + i * 0.05, "first_byte_seconds": 0.01}
+        {
+            "url": u,
+            "ok": True,
+            "bytes": 1 << 20,
+            "seconds": 0.1 + i * 0.05,
+            "first_byte_seconds": 0.01,
+        }
         for i, u in enumerate(RANK_URLS)
     ]
     httpx.post(sidecar.url + "/v1/observations", json=observations, timeout=10).raise_for_status()
