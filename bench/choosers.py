@@ -105,7 +105,10 @@ class Metrics:
 
     name = "metrics"
 
-    def __init__(self, sidecar_url: str) -> None:
+    def __init__(self, sidecar_url: str, *, name: str = "metrics", progress: float = 0.0) -> None:
+        self.name = name
+        self.progress_interval = progress
+        """Seconds between in-flight reports of a long download (0: report at the end only)."""
         self.client = httpx.Client(base_url=sidecar_url, timeout=10)
         self.modes: dict[str, int] = {}
         self.rank_seconds: list[float] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +45,21 @@ def classify(status: int) -> str:
     return "server"
 
 
-def fetch(client: httpx.Client, url: str, image: Image, backend: str, location: str) -> Attempt:
-    """GET the whole object, hashing as it streams; a short or wrong body is a failure."""
+def fetch(
+    client: httpx.Client,
+    url: str,
+    image: Image,
+    backend: str,
+    location: str,
+    progress: Callable[[Attempt], None] | None = None,
+    progress_interval: float = 0.0,
+) -> Attempt:
+    """GET the whole object, hashing as it streams; a short or wrong body is a failure.
+
+    With ``progress``, a long transfer is also reported while it runs (every
+    ``progress_interval`` seconds, as a sample of the bytes so far), so the sidecar
+    hears of a backend that slowed down before this download ends.
+    """
     started = time.monotonic()
     first_byte: float | None = None
     received = 0
@@ -63,11 +77,18 @@ def fetch(client: httpx.Client, url: str, image: Image, backend: str, location: 
                     None,
                     classify(response.status_code),
                 )
+            next_progress = started + progress_interval
             for chunk in response.iter_raw(READ_CHUNK):
                 if first_byte is None:
                     first_byte = time.monotonic() - started
                 digest.update(chunk)
                 received += len(chunk)
+                if progress is not None and time.monotonic() >= next_progress:
+                    now = time.monotonic()
+                    next_progress = now + progress_interval
+                    progress(
+                        Attempt(location, backend, True, received, now - started, first_byte, None)
+                    )
     except httpx.TransportError:
         return Attempt(
             location, backend, False, received, time.monotonic() - started, None, "local"
@@ -101,7 +122,16 @@ def download(
     result.best_true_seconds = min(truths.values())
     for location in ordered:
         name = emulator.name_of(location["url"])
-        attempt = fetch(client, emulator.fetch_url(location["url"]), image, name, location["url"])
+        interval = getattr(chooser, "progress_interval", 0.0)
+        attempt = fetch(
+            client,
+            emulator.fetch_url(location["url"]),
+            image,
+            name,
+            location["url"],
+            progress=chooser.report if interval else None,
+            progress_interval=interval,
+        )
         result.attempts.append(attempt)
         if attempt.ok:
             result.ok = True

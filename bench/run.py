@@ -13,6 +13,7 @@ would teach it about backends it never chose.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -28,7 +29,10 @@ from bench.prober import HarnessProber
 from bench.scenarios import Scenario
 from bench.sidecar_proc import Sidecar
 
-STRATEGIES = ("location_order", "store_type", "random", "metrics", "oracle")
+STRATEGIES = ("location_order", "store_type", "random", "metrics", "metrics+progress", "oracle")
+#: Metrics variants, each with a sidecar of its own: seconds between in-flight reports
+#: of a long download (0: one report when it ends, as the contract's clients do).
+METRICS_VARIANTS: dict[str, float] = {"metrics": 0.0, "metrics+progress": 0.5}
 
 #: The sidecar's estimator for a compressed clock: a bench minute stands for much
 #: more, so the first ejection lasts 5 s instead of 60 s (the rest are defaults).
@@ -52,9 +56,9 @@ class ScenarioResult:
     scenario: Scenario
     probes: str
     downloads: dict[str, list[Download]] = field(default_factory=dict)
-    probe_bytes: float = 0.0
-    probe_count: int = 0
-    metrics_modes: dict[str, int] = field(default_factory=dict)
+    probe_bytes: dict[str, float] = field(default_factory=dict)
+    """By metrics variant: probe bytes since its sidecar started."""
+    metrics_modes: dict[str, dict[str, int]] = field(default_factory=dict)
     report_failures: int = 0
     wall_seconds: float = 0.0
 
@@ -93,20 +97,26 @@ def run_scenario(
     jobs = workload(scenario, images, f"{seed}/{scenario.key}")
     result = ScenarioResult(scenario, probes)
     backend = EmulatorProcess(emulator)
-    with backend:
+    with backend, contextlib.ExitStack() as stack:
         targets = (
             [emulator.url(n, emulator.probe_path) for n in emulator.servers]
             if probes == "sidecar"
             else None
         )
-        with Sidecar(estimator=BENCH_ESTIMATOR, probe_targets=targets, probe=BENCH_PROBE) as sc:
-            result.downloads = _run_timeline(
-                scenario, emulator, backend, sc, jobs, strategies, probes, result, warmup
+        sidecars = {
+            name: stack.enter_context(
+                Sidecar(estimator=BENCH_ESTIMATOR, probe_targets=targets, probe=BENCH_PROBE)
             )
+            for name in strategies
+            if name in METRICS_VARIANTS
+        }
+        result.downloads = _run_timeline(
+            scenario, emulator, backend, sidecars, jobs, strategies, probes, result, warmup
+        )
     return result
 
 
-def _make(name: str, emulator: Emulator, sidecar: Sidecar, seed: str) -> Chooser:
+def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str) -> Chooser:
     if name == "location_order":
         return LocationOrder()
     if name == "store_type":
@@ -115,8 +125,8 @@ def _make(name: str, emulator: Emulator, sidecar: Sidecar, seed: str) -> Chooser
         return Random(seed)
     if name == "oracle":
         return Oracle(emulator)
-    if name == "metrics":
-        return Metrics(sidecar.url)
+    if name in METRICS_VARIANTS:
+        return Metrics(sidecars[name].url, name=name, progress=METRICS_VARIANTS[name])
     raise ValueError(name)
 
 
@@ -124,34 +134,34 @@ def _run_timeline(
     scenario: Scenario,
     emulator: Emulator,
     backend: EmulatorProcess,
-    sidecar: Sidecar,
+    sidecars: dict[str, Sidecar],
     jobs: list[Job],
     strategies: tuple[str, ...],
     probes: str,
     result: ScenarioResult,
     warmup: float,
 ) -> dict[str, list[Download]]:
-    choosers = [_make(name, emulator, sidecar, f"random/{scenario.key}") for name in strategies]
+    choosers = [_make(name, emulator, sidecars, f"random/{scenario.key}") for name in strategies]
     clients = {
         c.name: httpx.Client(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         for c in choosers
     }
-    prober: HarnessProber | None = None
+    probers: dict[str, HarnessProber] = {}
     # The sidecar (and the stand-in prober) get ``warmup`` seconds before the first
     # download: a node's sidecar runs long before an image is fetched.
     t0 = time.monotonic() + max(warmup, 0.5)
     backend.play(scenario.changes, scenario.duration, t0)
-    if probes == "harness":
-        prober = HarnessProber(
-            emulator,
-            sidecar.url,
-            latency_interval=5.0,
-            throughput_interval=30.0,
-            throughput_bytes=256 * 1024,
-        )
-        for c in choosers:
-            if isinstance(c, Metrics):
-                c.on_report = prober.saw_report
+    for c in choosers:
+        if isinstance(c, Metrics) and probes == "harness":
+            probers[c.name] = HarnessProber(
+                emulator,
+                sidecars[c.name].url,
+                latency_interval=5.0,
+                throughput_interval=30.0,
+                throughput_bytes=256 * 1024,
+                seed=f"prober/{scenario.key}",
+            )
+            c.on_report = probers[c.name].saw_report
     futures: dict[str, list[Future[Download]]] = {c.name: [] for c in choosers}
     pools = {
         c.name: ThreadPoolExecutor(max_workers=32, thread_name_prefix=c.name) for c in choosers
@@ -168,9 +178,8 @@ def _run_timeline(
                 )
             )
 
-    sidecar_probe_bytes_before = sidecar.metric_sum("location_sidecar_probe_bytes_total")
     began = time.monotonic()
-    if prober is not None:
+    for prober in probers.values():
         prober.start()
     dispatchers = [threading.Thread(target=dispatch, args=(c,)) for c in choosers]
     for thread in dispatchers:
@@ -181,18 +190,17 @@ def _run_timeline(
     result.wall_seconds = time.monotonic() - began
     for pool in pools.values():
         pool.shutdown()
-    if prober is not None:
+    for name, prober in probers.items():
         prober.stop()
-        result.probe_bytes = prober.bytes
-        result.probe_count = prober.probes
-    elif probes == "sidecar":
-        result.probe_bytes = (
-            sidecar.metric_sum("location_sidecar_probe_bytes_total") - sidecar_probe_bytes_before
-        )
+        result.probe_bytes[name] = prober.bytes
+    if probes == "sidecar":
+        for name, sidecar in sidecars.items():
+            # everything probed since the sidecar started, warm-up included
+            result.probe_bytes[name] = sidecar.metric_sum("location_sidecar_probe_bytes_total")
     for c in choosers:
         if isinstance(c, Metrics):
-            result.metrics_modes = dict(c.modes)
-            result.report_failures = c.report_failures
+            result.metrics_modes[c.name] = dict(c.modes)
+            result.report_failures += c.report_failures
             c.close()
     for client in clients.values():
         client.close()

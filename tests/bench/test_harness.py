@@ -29,9 +29,11 @@ def test_every_strategy_downloads_every_image_intact(key: str) -> None:
             good = [a for a in d.attempts if a.ok]
             assert len(good) == 1 and good[0].bytes == d.size, name
     # metrics really asked the sidecar and every report was stored
-    assert sum(result.metrics_modes.values()) == scenario.downloads
+    for modes in result.metrics_modes.values():
+        assert sum(modes.values()) == scenario.downloads
+    assert set(result.metrics_modes) == {"metrics", "metrics+progress"}
     assert result.report_failures == 0
-    assert result.probe_bytes > 0
+    assert all(result.probe_bytes[name] > 0 for name in result.metrics_modes)
     table = scenario_table(result)
     assert all(
         f"| {name} | {scenario.downloads}/{scenario.downloads} |" in table for name in STRATEGIES
