@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -162,8 +163,15 @@ class RssSampler:
 def measure(
     *, rate: float = 500.0, duration: float = 10.0, big_history: int = 1_000_000
 ) -> ServiceResult:
-    result = ServiceResult(rate=rate)
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    try:
+        return _measure(work, rate, duration, big_history)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(work: Path, rate: float, duration: float, big_history: int) -> ServiceResult:
+    result = ServiceResult(rate=rate)
     body = work / "rank.json"
     body.write_text(json.dumps(RANK_BODY))
     small = work / "small" / "history.db"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,7 @@ class Sidecar:
     ) -> None:
         self.stop()
         self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _toml_value(value: str | float | int) -> str:
