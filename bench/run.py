@@ -41,6 +41,7 @@ BENCH_ESTIMATOR: dict[str, str | float | int] = {"eject_base": "5s"}
 BENCH_PROBE: dict[str, str | float | int] = {
     "latency_interval": "5s",
     "throughput_interval": "30s",
+    "latency_bytes": "4KiB",
     "throughput_bytes": "256KiB",
 }
 
