@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps clean test-glance
+.PHONY: run test lint typecheck unit system-deps clean test-glance bench
 
 # Glance 28 (the last release with location strategies) in its own virtualenv:
 # its oslo.* pins clash with the daemon's dependencies. This project is installed
@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict strategies/ probes/ sidecar/
+	$(BIN)/mypy --strict strategies/ probes/ sidecar/ bench/
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -52,6 +52,10 @@ unit: $(STAMP)
 ## The glance-api end-to-end test runs the sidecar from $(VENV), hence $(STAMP).
 test-glance: $(GLANCE_STAMP) $(STAMP)
 	$(GLANCE_VENV)/bin/python -m pytest tests/glance $(PYTEST_ARGS)
+
+## The benchmark (bench/): strategies side by side, the sidecar's cost; updates BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench --out BENCHMARKS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -7,6 +7,12 @@ slow (first-byte delay, token-bucket bandwidth) or broken (see ``FAULTS``).
 A fault applies to the whole server (``server.fault = "..."``) or to one
 request through a path prefix: ``/_fault/<mode>/anything``.
 
+For bench/: ``objects`` maps paths to their own bodies (other paths still get
+``content``), and :meth:`RangeServer.set_schedule` plays a timeline of
+:class:`Phase` changes (degrade, outage, recover) on top of the base settings;
+:meth:`RangeServer.current` tells what the server does at a given moment, which
+is what an oracle needs.
+
 Every request lands in ``server.log`` before it is answered, so a test can
 assert that something was (or was not) fetched.
 """
@@ -58,6 +64,34 @@ class ServerConfig:
     redirect_to: str = "/"
     drip_interval: float = 0.2
     extra: dict[str, Any] = field(default_factory=dict)
+    objects: dict[str, bytes] = field(default_factory=dict)
+    """Bodies by request path (query ignored); any other path gets ``content``."""
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Phase:
+    """From ``at`` seconds after the schedule's start, override the settings given."""
+
+    at: float
+    first_byte_delay: float | None = None
+    bandwidth: float | None = _UNSET
+    fault: str | None = _UNSET
+
+    def __post_init__(self) -> None:
+        if self.fault is not _UNSET and self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}")
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the server does at one moment (base settings with the schedule applied)."""
+
+    first_byte_delay: float
+    bandwidth: float | None
+    fault: str | None
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -74,6 +108,8 @@ class RangeServer:
         self.log: list[Request] = []
         self.connections: list[str] = []
         """Client address of every accepted TCP connection (even one that never sent a request)."""
+        self.schedule: tuple[Phase, ...] = ()
+        self.schedule_start = 0.0
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         handler = _make_handler(self)
@@ -102,6 +138,31 @@ class RangeServer:
     def url(self, path: str = "/object", scheme: str = "", userinfo: str = "") -> str:
         at = f"{userinfo}@" if userinfo else ""
         return f"{scheme or self.scheme}://{at}{self.host}:{self.port}{path}"
+
+    def set_schedule(self, phases: list[Phase], start: float | None = None) -> None:
+        """Play ``phases`` from ``start`` (``time.monotonic()`` by default)."""
+        ordered = tuple(sorted(phases, key=lambda p: p.at))
+        with self._lock:
+            self.schedule_start = time.monotonic() if start is None else start
+            self.schedule = ordered
+
+    def current(self, now: float | None = None) -> Behaviour:
+        """The behaviour at monotonic time ``now``: base settings, then every phase begun."""
+        cfg = self.config
+        delay, bandwidth, fault = cfg.first_byte_delay, cfg.bandwidth, cfg.fault
+        with self._lock:
+            schedule, start = self.schedule, self.schedule_start
+        elapsed = (time.monotonic() if now is None else now) - start
+        for phase in schedule:
+            if phase.at > elapsed:
+                break
+            if phase.first_byte_delay is not None:
+                delay = phase.first_byte_delay
+            if phase.bandwidth is not _UNSET:
+                bandwidth = phase.bandwidth
+            if phase.fault is not _UNSET:
+                fault = phase.fault
+        return Behaviour(delay, bandwidth, fault)
 
     def start(self) -> RangeServer:
         self._thread.start()
@@ -160,6 +221,13 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body leave in separate writes: without this, Nagle plus the
+            # client's delayed ACK add ~40 ms to some replies, which is not the emulated
+            # latency.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
@@ -171,6 +239,7 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, body: bool) -> None:
             cfg = server.config
+            now = server.current()
             server.record(
                 Request(
                     time=time.time(),
@@ -180,11 +249,11 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                     headers={k.lower(): v for k, v in self.headers.items()},
                 )
             )
-            fault = cfg.fault
+            fault = now.fault
             match = re.match(r"^/_fault/([^/]+)(/.*)?$", self.path)
             if match:
                 fault = match.group(1)
-            if cfg.first_byte_delay and server.stopping.wait(cfg.first_byte_delay):
+            if now.first_byte_delay and server.stopping.wait(now.first_byte_delay):
                 return
             if fault == "hang":
                 server.stopping.wait(3600)
@@ -199,7 +268,7 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            content = cfg.content
+            content = cfg.objects.get(self.path.partition("?")[0], cfg.content)
             start, end, status = 0, len(content) - 1, 200
             wanted = self.headers.get("Range")
             if wanted and fault != "ignore_range":
@@ -248,22 +317,22 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
 
         def _send_body(self, payload: bytes) -> None:
             cfg = server.config
-            rate = cfg.bandwidth
-            started = time.monotonic()
-            sent = 0
+            due = time.monotonic()
             for offset in range(0, len(payload), cfg.chunk):
                 piece = payload[offset : offset + cfg.chunk]
-                if rate:
-                    # token bucket: ``sent`` bytes may go out by started + sent / rate
-                    due = started + (sent + len(piece) - cfg.chunk) / rate
-                    wait = due - time.monotonic()
-                    if wait > 0 and server.stopping.wait(wait):
-                        return
+                # token bucket with a burst of one chunk: each piece may leave once the
+                # previous ones have been paid for at the rate in force (a schedule may
+                # change it mid-body)
+                wait = due - time.monotonic()
+                if wait > 0 and server.stopping.wait(wait):
+                    return
                 try:
                     self.wfile.write(piece)
                 except (BrokenPipeError, ConnectionResetError):
                     return
-                sent += len(piece)
+                rate = server.current().bandwidth if server.schedule else cfg.bandwidth
+                if rate:
+                    due += len(piece) / rate
 
         def _status_only(self, status: int) -> None:
             text = f"status {status}\n".encode()

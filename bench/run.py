@@ -1,0 +1,208 @@
+"""Run one scenario: every strategy on the same backends, the same workload, the same clock.
+
+Strategies run *interleaved on one timeline*: each has its own client and
+replays the same arrival schedule (download k of every strategy starts at the
+same instant), against the same backend processes, while the same changes play.
+So every strategy meets exactly the same conditions (a degradation hits them all
+at the same moment), and the run takes one timeline instead of five. Bandwidth
+is per connection (a token bucket per response), so strategies do not steal
+bandwidth from each other; they share only the machine's CPU, equally.
+Only ``metrics`` reports to its sidecar: reports from the other strategies
+would teach it about backends it never chose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.choosers import Chooser, LocationOrder, Metrics, Oracle, Random, StoreType
+from bench.downloader import Download, download
+from bench.emulator import Emulator, EmulatorProcess, Image, make_images, sizes_between
+from bench.prober import HarnessProber
+from bench.scenarios import Scenario
+from bench.sidecar_proc import Sidecar
+
+STRATEGIES = ("location_order", "store_type", "random", "metrics", "metrics+progress", "oracle")
+#: Metrics variants, each with a sidecar of its own: seconds between in-flight reports
+#: of a long download (0: one report when it ends, as the contract's clients do).
+METRICS_VARIANTS: dict[str, float] = {"metrics": 0.0, "metrics+progress": 0.5}
+
+#: The sidecar's estimator for a compressed clock: a bench minute stands for much
+#: more, so the first ejection lasts 5 s instead of 60 s (the rest are defaults).
+BENCH_ESTIMATOR: dict[str, str | float | int] = {"eject_base": "5s"}
+#: The probe settings on the same compressed clock (sidecar scheduler or stand-in).
+BENCH_PROBE: dict[str, str | float | int] = {
+    "latency_interval": "5s",
+    "throughput_interval": "30s",
+    "latency_bytes": "4KiB",
+    "throughput_bytes": "256KiB",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    offset: float
+    image: Image
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    probes: str
+    downloads: dict[str, list[Download]] = field(default_factory=dict)
+    probe_bytes: dict[str, float] = field(default_factory=dict)
+    """By metrics variant: probe bytes since its sidecar started."""
+    metrics_modes: dict[str, dict[str, int]] = field(default_factory=dict)
+    report_failures: int = 0
+    wall_seconds: float = 0.0
+
+
+def workload(scenario: Scenario, images: list[Image], seed: str) -> list[Job]:
+    """Poisson-ish arrivals over the duration; every image at least once, then at random."""
+    rng = random.Random(f"{seed}/jobs")
+    picks = list(images)
+    rng.shuffle(picks)
+    while len(picks) < scenario.downloads:
+        picks.append(rng.choice(images))
+    picks = picks[: scenario.downloads]
+    rate = scenario.downloads / scenario.duration if scenario.duration else 0.0
+    jobs, t = [], 0.0
+    for image in picks:
+        jobs.append(Job(t, image))
+        if rate:
+            t = min(t + rng.expovariate(rate), scenario.duration)
+    return jobs
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    probes: str,
+    seed: str = "bench",
+    strategies: tuple[str, ...] = STRATEGIES,
+    warmup: float = 3.0,
+) -> ScenarioResult:
+    """``probes``: ``sidecar`` (its own scheduler), ``harness`` (the stand-in) or ``off``."""
+    sizes = sizes_between(
+        scenario.image_count, scenario.size_low, scenario.size_high, f"{seed}/{scenario.key}"
+    )
+    images = make_images(sizes, f"{seed}{scenario.key}")
+    emulator = Emulator(scenario.speeds, images, chunk=scenario.chunk)
+    jobs = workload(scenario, images, f"{seed}/{scenario.key}")
+    result = ScenarioResult(scenario, probes)
+    backend = EmulatorProcess(emulator)
+    with backend, contextlib.ExitStack() as stack:
+        targets = (
+            [emulator.url(n, emulator.probe_path) for n in emulator.servers]
+            if probes == "sidecar"
+            else None
+        )
+        sidecars = {
+            name: stack.enter_context(
+                Sidecar(estimator=BENCH_ESTIMATOR, probe_targets=targets, probe=BENCH_PROBE)
+            )
+            for name in strategies
+            if name in METRICS_VARIANTS
+        }
+        result.downloads = _run_timeline(
+            scenario, emulator, backend, sidecars, jobs, strategies, probes, result, warmup
+        )
+    return result
+
+
+def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str) -> Chooser:
+    if name == "location_order":
+        return LocationOrder()
+    if name == "store_type":
+        return StoreType()
+    if name == "random":
+        return Random(seed)
+    if name == "oracle":
+        return Oracle(emulator)
+    if name in METRICS_VARIANTS:
+        return Metrics(sidecars[name].url, name=name, progress=METRICS_VARIANTS[name])
+    raise ValueError(name)
+
+
+def _run_timeline(
+    scenario: Scenario,
+    emulator: Emulator,
+    backend: EmulatorProcess,
+    sidecars: dict[str, Sidecar],
+    jobs: list[Job],
+    strategies: tuple[str, ...],
+    probes: str,
+    result: ScenarioResult,
+    warmup: float,
+) -> dict[str, list[Download]]:
+    choosers = [_make(name, emulator, sidecars, f"random/{scenario.key}") for name in strategies]
+    clients = {
+        c.name: httpx.Client(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+        for c in choosers
+    }
+    probers: dict[str, HarnessProber] = {}
+    # The sidecar (and the stand-in prober) get ``warmup`` seconds before the first
+    # download: a node's sidecar runs long before an image is fetched.
+    t0 = time.monotonic() + max(warmup, 0.5)
+    backend.play(scenario.changes, scenario.duration, t0)
+    for c in choosers:
+        if isinstance(c, Metrics) and probes == "harness":
+            probers[c.name] = HarnessProber(
+                emulator,
+                sidecars[c.name].url,
+                latency_interval=5.0,
+                throughput_interval=30.0,
+                throughput_bytes=256 * 1024,
+                seed=f"prober/{scenario.key}",
+            )
+            c.on_report = probers[c.name].saw_report
+    futures: dict[str, list[Future[Download]]] = {c.name: [] for c in choosers}
+    pools = {
+        c.name: ThreadPoolExecutor(max_workers=32, thread_name_prefix=c.name) for c in choosers
+    }
+
+    def dispatch(chooser: Chooser) -> None:
+        for job in jobs:
+            delay = t0 + job.offset - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the arrival schedule, not a wait for a condition
+            futures[chooser.name].append(
+                pools[chooser.name].submit(
+                    download, chooser, clients[chooser.name], emulator, job.image, job.offset
+                )
+            )
+
+    began = time.monotonic()
+    for prober in probers.values():
+        prober.start()
+    dispatchers = [threading.Thread(target=dispatch, args=(c,)) for c in choosers]
+    for thread in dispatchers:
+        thread.start()
+    for thread in dispatchers:
+        thread.join()
+    downloads = {name: [f.result() for f in fs] for name, fs in futures.items()}
+    result.wall_seconds = time.monotonic() - began
+    for pool in pools.values():
+        pool.shutdown()
+    for name, prober in probers.items():
+        prober.stop()
+        result.probe_bytes[name] = prober.bytes
+    if probes == "sidecar":
+        for name, sidecar in sidecars.items():
+            # everything probed since the sidecar started, warm-up included
+            result.probe_bytes[name] = sidecar.metric_sum("location_sidecar_probe_bytes_total")
+    for c in choosers:
+        if isinstance(c, Metrics):
+            result.metrics_modes[c.name] = dict(c.modes)
+            result.report_failures += c.report_failures
+            c.close()
+    for client in clients.values():
+        client.close()
+    return downloads
