@@ -53,7 +53,7 @@ from sidecar.samples import Sample
 from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
-from strategies.metrics import rank
+from strategies.metrics import place, rank
 from strategies.registry import available_strategies, get_strategy
 from strategies.units import parse_duration
 
@@ -385,7 +385,7 @@ def create_app(
         )
 
     @app.post("/v1/rank", response_model=RankResponse, tags=["ranking"])
-    async def rank_locations(body: RankRequest) -> RankResponse:
+    async def rank_locations(body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
         name = (body.strategy or app.config.strategy.location_strategy).strip()
         if name not in available_strategies():
@@ -398,7 +398,11 @@ def create_app(
         ]
         preference = app.config.strategy.store_type_preference
         now = app.clock()
-        keyed = [(loc, _backend_key(loc["url"], app)) for loc in locations]
+        file_roots = app.config.strategy.metrics.file_roots
+        placements = [place(loc, "url", file_roots) for loc in locations]
+        keyed = [
+            (loc, b.key if b else None) for loc, (b, _) in zip(locations, placements, strict=True)
+        ]
         for loc, key in keyed:
             app.stores.saw(loc["metadata"].get("store"), key, now)
         app.scheduler.learn((loc["url"], key) for loc, key in keyed)
@@ -413,6 +417,7 @@ def create_app(
                 image_size=body.image_size,
                 image_id=body.image_id,
                 store_type_preference=preference,
+                placements=placements,
             )
             out = [
                 RankedLocationOut(
@@ -433,11 +438,12 @@ def create_app(
             ordered = get_strategy(name).get_ordered_locations(
                 locations, store_type_preference=preference
             )
+            keys_by_url = {loc["url"]: key for loc, key in keyed}
             out = [
                 RankedLocationOut(
                     url=loc["url"],
                     metadata=loc["metadata"],
-                    backend=_backend_key(loc["url"], app),
+                    backend=keys_by_url.get(loc["url"]),
                     expected_seconds=None,
                     latency_seconds=None,
                     throughput_bytes_per_second=None,
@@ -448,9 +454,12 @@ def create_app(
             ]
             mode, reason = "static", f"static strategy {name}: measurements not used"
         app.metrics.rank_requests.labels(mode).inc()
-        return RankResponse(
+        answer = RankResponse(
             strategy=name, mode=mode, reason=reason, locations=out, prefer=_prefer(ordered)
         )
+        # Already validated: serialise once here instead of FastAPI validating it again
+        # (the hot path; response_model still documents the schema).
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/observations", response_model=ObservationsResponse, tags=["measurements"])
     async def observations(body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:

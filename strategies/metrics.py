@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -147,9 +147,14 @@ def _tie_key(node_id: str, image_id: str | None, backend_key: str) -> bytes:
     return hashlib.sha256(seed).digest()
 
 
-def _place(
-    location: dict[str, Any], uri_key: str, file_roots: Iterable[str]
-) -> tuple[Backend | None, str | None]:
+Placement = tuple[Backend | None, str | None]
+"""A location's backend, or ``None`` and the reason it cannot be placed."""
+
+
+def place(
+    location: dict[str, Any], uri_key: str = "url", file_roots: Iterable[str] = ()
+) -> Placement:
+    """The backend a location's URL belongs to, or why it has none; never raises."""
     url = url_of(location, uri_key)
     if url is None:
         return None, "no URL"
@@ -157,6 +162,29 @@ def _place(
         return backend_of(url, file_roots=file_roots), None
     except ValueError as exc:
         return None, f"cannot place URL: {exc}"
+
+
+def _classify(
+    info: BackendStats | None, age: float | None, now: float, max_age: float, size: int
+) -> tuple[Group, str, float | None]:
+    """Where a measured-or-not backend goes, why, and its cost when it is fresh."""
+    if info is not None and info.ejected(now):
+        assert info.ejected_until is not None
+        why = f"ejected for {_fmt_seconds(info.ejected_until - now)} more"
+        if info.ejected_reason:
+            why += f" ({info.ejected_reason})"
+        return "ejected", why + ": tried last", None
+    if info is None:
+        return "stale", "never measured: store_type order", None
+    if age is None or age > max_age:
+        detail = "no good sample" if age is None else f"newest good sample {age:.0f} s old"
+        return "stale", f"stale ({detail}, max_age {max_age:.0f} s): store_type order", None
+    latency, throughput = info.latency_seconds, info.throughput_bytes_per_second
+    if latency is None or throughput is None or throughput <= 0:
+        missing = "latency" if latency is None else "throughput"
+        return "stale", f"no {missing} estimate yet: store_type order", None
+    # ``why`` of fresh locations is written once their order is known.
+    return "fresh", "", latency + size / throughput
 
 
 def rank(
@@ -170,11 +198,13 @@ def rank(
     store_type_preference: Iterable[str] | str | None = None,
     uri_key: str = "url",
     unavailable_reason: str | None = None,
+    placements: Sequence[Placement] | None = None,
 ) -> Ranking:
     """Rank ``locations`` (not copied: callers copy) by expected seconds from this node.
 
     ``stats`` maps backend keys to what is known; ``None`` means no source could
-    answer, and ``unavailable_reason`` says why.
+    answer, and ``unavailable_reason`` says why. ``placements`` (one per
+    location, from :func:`place`) spares parsing URLs a caller already parsed.
     """
     policy = policy or MetricsPolicy()
     checked = check_locations(locations, uri_key)
@@ -191,8 +221,11 @@ def rank(
     stale: list[RankedLocation] = []
     ejected: list[RankedLocation] = []
     invalid: list[RankedLocation] = []
-    for location in checked:
-        backend, problem = _place(location, uri_key, policy.file_roots)
+    if placements is None:
+        placements = [place(location, uri_key, policy.file_roots) for location in checked]
+    elif len(placements) != len(checked):
+        raise ValueError(f"{len(placements)} placements for {len(checked)} locations")
+    for location, (backend, problem) in zip(checked, placements, strict=True):
         if backend is None:
             invalid.append(RankedLocation(location, "invalid", f"{problem}: kept at the end"))
             continue
@@ -216,40 +249,18 @@ def rank(
         age = None
         if info is not None and info.newest_good_at is not None:
             age = max(0.0, now - info.newest_good_at)
-        base = RankedLocation(
+        group, why, cost = _classify(info, age, now, policy.max_age, size)
+        entry = RankedLocation(
             location,
-            "stale",
-            "",
+            group,
+            why,
             backend=key,
+            expected_seconds=cost,
             latency_seconds=info.latency_seconds if info else None,
             throughput_bytes_per_second=info.throughput_bytes_per_second if info else None,
             age_seconds=age,
         )
-        if info is not None and info.ejected(now):
-            assert info.ejected_until is not None
-            why = f"ejected for {_fmt_seconds(info.ejected_until - now)} more"
-            if info.ejected_reason:
-                why += f" ({info.ejected_reason})"
-            ejected.append(replace(base, group="ejected", why=why + ": tried last"))
-            continue
-        if info is None:
-            stale.append(replace(base, why="never measured: store_type order"))
-            continue
-        if age is None or age > policy.max_age:
-            detail = "no good sample" if age is None else f"newest good sample {age:.0f} s old"
-            stale.append(
-                replace(
-                    base, why=f"stale ({detail}, max_age {policy.max_age:.0f} s): store_type order"
-                )
-            )
-            continue
-        latency, throughput = info.latency_seconds, info.throughput_bytes_per_second
-        if latency is None or throughput is None or throughput <= 0:
-            missing = "latency" if latency is None else "throughput"
-            stale.append(replace(base, why=f"no {missing} estimate yet: store_type order"))
-            continue
-        cost = latency + size / throughput
-        fresh.append(replace(base, group="fresh", expected_seconds=cost))
+        {"fresh": fresh, "ejected": ejected}.get(group, stale).append(entry)
 
     fresh = _order_fresh(fresh, policy, image_id)
     stale = _in_store_type_order(stale, preference, uri_key)
@@ -363,16 +374,13 @@ def rank_with_source(
     """Ask ``stats_source`` about the locations' backends, then :func:`rank`."""
     policy = policy or MetricsPolicy()
     checked = check_locations(locations, uri_key)
+    placements = [place(location, uri_key, policy.file_roots) for location in checked]
     stats: Mapping[str, BackendStats] | None = None
     reason: str | None = None
     if stats_source is None:
         reason = "no statistics source configured"
     else:
-        keys = set()
-        for location in checked:
-            backend, _ = _place(location, uri_key, policy.file_roots)
-            if backend is not None:
-                keys.add(backend.key)
+        keys = {backend.key for backend, _ in placements if backend is not None}
         try:
             stats = stats_source.backend_stats(keys)
         except StatsUnavailable as exc:
@@ -387,4 +395,5 @@ def rank_with_source(
         store_type_preference=store_type_preference,
         uri_key=uri_key,
         unavailable_reason=reason,
+        placements=placements,
     )
