@@ -42,6 +42,7 @@ from sidecar.api_models import (
     RankResponse,
     SampleOut,
 )
+from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
 from sidecar.history import History, HistoryError
@@ -338,6 +339,7 @@ def create_app(
         version=package_version(),
         description="Ranks OpenStack Glance image locations by measured cost from this node.",
         responses={
+            401: {"model": ErrorResponse, "description": "Bearer token missing or wrong"},
             413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
             422: {"model": ErrorResponse, "description": "Invalid request"},
         },
@@ -347,6 +349,12 @@ def create_app(
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
     app.add_middleware(LimitsMiddleware, metrics=lambda: app.metrics)
+    if config.server.auth_token:  # added last: outermost, before any body is read
+        app.add_middleware(
+            BearerAuthMiddleware,
+            token=config.server.auth_token,
+            metrics_auth=config.server.metrics_auth,
+        )
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
