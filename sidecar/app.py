@@ -362,12 +362,18 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # A body that may be one object or a list fails both branches of the union;
+        # name the branch that matches what was sent, not the other's type error.
+        wrong_shape = {"model_attributes_type", "list_type", "dict_type", "model_type"}
+        if len(errors) > 1:
+            errors.sort(key=lambda error: error.get("type") in wrong_shape)
         details = [
             {
                 "field": ".".join(str(part) for part in error.get("loc", ())),
                 "message": error.get("msg", "invalid"),
             }
-            for error in exc.errors()
+            for error in errors
         ]
         first = details[0] if details else {"field": "body", "message": "invalid"}
         return JSONResponse(

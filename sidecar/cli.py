@@ -149,11 +149,11 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str | None) -> int | None:
+def _size(text: str | None, name: str = "--size") -> int | None:
     if text is None:
         return None
     try:
-        return parse_size(text, name="--size")
+        return parse_size(text, name=name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -224,7 +224,7 @@ def _cmd_observe(args: argparse.Namespace) -> int:
     body = {
         "url": args.url,
         "ok": args.failed is None,
-        "bytes": _size(args.bytes) or 0,
+        "bytes": _size(args.bytes, "--bytes") or 0,
         "seconds": args.seconds,
         "first_byte_seconds": args.first_byte,
         "error": args.failed,
