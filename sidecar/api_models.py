@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_LOCATIONS = 256
 MAX_URL_CHARS = 4096
 MAX_OBSERVATIONS = 1000
-MAX_SIZE = 2**63 - 1
+MAX_SIZE = 2**53 - 1
+"""8 PiB; JSON numbers above 2**53 lose precision in most parsers (and schema checkers)."""
 
 ErrorClassIn = Literal["local", "server", "missing", "auth"]
 MAX_DEPTH = 32
@@ -165,3 +166,8 @@ class HistoryResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="'ok', or why not, per check (history, tasks)")

@@ -40,6 +40,7 @@ from sidecar.api_models import (
     RankedLocationOut,
     RankRequest,
     RankResponse,
+    ReadyResponse,
     SampleOut,
 )
 from sidecar.auth import BearerAuthMiddleware
@@ -339,6 +340,7 @@ def create_app(
         version=package_version(),
         description="Ranks OpenStack Glance image locations by measured cost from this node.",
         responses={
+            400: {"model": ErrorResponse, "description": "Body is not JSON text (e.g. not UTF-8)"},
             401: {"model": ErrorResponse, "description": "Bearer token missing or wrong"},
             413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
             422: {"model": ErrorResponse, "description": "Invalid request"},
@@ -386,9 +388,12 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
+        message = str(exc.detail)
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:  # FastAPI's body parsing failed
+            kind = "not UTF-8" if isinstance(cause, UnicodeDecodeError) else type(cause).__name__
+            message = f"cannot parse the body as JSON: {kind}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.post("/v1/rank", response_model=RankResponse, tags=["ranking"])
     async def rank_locations(body: RankRequest) -> RankResponse:
@@ -454,7 +459,16 @@ def create_app(
             strategy=name, mode=mode, reason=reason, locations=out, prefer=_prefer(ordered)
         )
 
-    @app.post("/v1/observations", response_model=ObservationsResponse, tags=["measurements"])
+    unavailable: dict[int | str, dict[str, Any]] = {
+        503: {"model": ErrorResponse, "description": "History not readable or writable now"}
+    }
+
+    @app.post(
+        "/v1/observations",
+        response_model=ObservationsResponse,
+        tags=["measurements"],
+        responses=unavailable,
+    )
     async def observations(body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
         items = body if isinstance(body, list) else [body]
@@ -514,10 +528,17 @@ def create_app(
             ],
         )
 
-    @app.get("/v1/history", response_model=HistoryResponse, tags=["measurements"])
+    @app.get(
+        "/v1/history", response_model=HistoryResponse, tags=["measurements"], responses=unavailable
+    )
     async def history(
         backend: str | None = Query(default=None, max_length=4096),
-        since: str | None = Query(default=None, description="'1h' ago, or epoch seconds"),
+        since: str | None = Query(
+            default=None,
+            description="'1h' ago, or epoch seconds",
+            pattern=r"^\s*[0-9.]+\s*(ms|s|m|h|d|w)?(\s*[0-9.]+\s*(ms|s|m|h|d|w)?)*\s*$",
+            max_length=64,
+        ),
         limit: int = Query(default=100, ge=1, le=10000),
     ) -> HistoryResponse:
         """Stored samples, newest first."""
@@ -546,7 +567,12 @@ def create_app(
         """The process is alive and answering."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=ReadyResponse,
+        responses={503: {"model": ReadyResponse, "description": "Not ready: see checks"}},
+    )
     async def readyz() -> JSONResponse:
         """History writable and background tasks alive."""
         checks: dict[str, str] = {}
