@@ -9,7 +9,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,9 +245,7 @@ def test_unsupported_urls_rank_but_cannot_be_observed(server: ThreadServer) -> N
     ranks what it cannot measure by the static order; observations need a placeable URL."""
     urls = ["cinder://volume-1", "vsphere://v/folder/x", "not a url", "https://m.example.org/x"]
     before = history_rows(server)
-    response = server.client.post(
-        "/v1/rank", json={"locations": [{"url": u} for u in urls]}
-    )
+    response = server.client.post("/v1/rank", json={"locations": [{"url": u} for u in urls]})
     assert response.status_code == 200
     assert sorted(x["url"] for x in response.json()["locations"]) == sorted(urls)
     assert history_rows(server) == before
