@@ -72,7 +72,7 @@ CASES = [
     Case("NUL in url", "/v1/rank", raw('{"locations": [{"url": "https://a/\\u0000x"}]}'), 422,
          "nul"),
     Case("non-UTF-8 body", "/v1/rank", b'{"locations": [{"url": "https://a/\xff\xfe"}]}', 400,
-         "pars"),
+         "not utf-8"),
     Case("metadata nested 100 deep", "/v1/rank",
          raw('{"locations": [{"url": "https://a/", "metadata": {"m": '
              + "[" * 100 + "]" * 100 + "}}]}"), 422, "nested"),

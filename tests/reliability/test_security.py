@@ -258,3 +258,25 @@ def test_a_secret_in_urls_never_leaks(tmp_path: Path) -> None:
     leaks += ["log"] if secret in log else []
     assert not leaks, leaks
     assert len(seen) > 60 and len(outputs) > 20
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/history", "/v1/history"),
+        ("/v1/history?limit=5", "/v1/history?limit=5"),
+        (
+            "/v1/history?backend=swift%2Bhttps%3A%2F%2Fu%3Ak3y%40h%2Fv1%2Fx&limit=5",
+            "/v1/history?backend=swift%2Bhttps%3A%2F%2Fh%2Fv1%2Fx&limit=5",
+        ),
+        (
+            "/v1/history?backend=https://u:k3y@h/x?sig=k3y",
+            "/v1/history?backend=https%3A%2F%2Fh%2Fx",
+        ),
+    ],
+)
+def test_access_log_paths_are_redacted(path: str, expected: str) -> None:
+    from sidecar.serve import redact_path
+
+    assert redact_path(path) == expected
+    assert "k3y" not in redact_path(path)
