@@ -192,7 +192,16 @@ class History:
 
     def _open_file(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        try:
+            if os.fstat(fd).st_mode & 0o077:  # an older or hand-made file: ours, so tighten
+                LOG.warning("history %s was readable by others: now 0600", self.path)
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):  # SQLite copies the main file's mode only at creation
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(f"{self.path}{suffix}").st_mode & 0o077:
+                    os.chmod(f"{self.path}{suffix}", 0o600)
         conn = connect_checked(self.path)
         try:
             try:

@@ -280,3 +280,15 @@ def test_access_log_paths_are_redacted(path: str, expected: str) -> None:
 
     assert redact_path(path) == expected
     assert "k3y" not in redact_path(path)
+
+
+def test_an_existing_world_readable_history_is_tightened(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    with running_app(config):
+        pass
+    folder = config.history.path.parent
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    with running_app(config):
+        for path in folder.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
