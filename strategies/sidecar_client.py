@@ -9,6 +9,9 @@ Nova- or Glance-side caller hands to the ``metrics`` strategy::
     source = SidecarStatsSource()  # http://127.0.0.1:29292, or $LOCATION_SIDECAR_URL
     ordered = get_ordered_locations(locations, conf=conf, stats_source=source)
 
+A sidecar with ``server.auth_token`` set wants ``token=`` (default
+``$LOCATION_SIDECAR_TOKEN``), sent as ``Authorization: Bearer``.
+
 When the sidecar cannot be reached it raises :class:`StatsUnavailable` and the
 ``metrics`` strategy answers with the ``store_type`` order, saying why. Answers
 (and failures) are cached briefly, so a busy caller asks at most a few times a
