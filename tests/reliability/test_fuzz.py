@@ -24,7 +24,7 @@ SEED = os.environ.get("FUZZ_SEED", "20261124")  # empty: a new seed each run
 TOKEN = "fuzz-token-0123456789abcdef"
 
 
-def schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(url: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     st = Path(sys.executable).with_name("schemathesis")
     command = [
         str(st),
@@ -44,7 +44,8 @@ def schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
         *extra,
     ]
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    # cwd: schemathesis keeps a cache folder there; not in the checkout
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
 @pytest.mark.parametrize("auth", [False, True], ids=["open", "bearer-token"])
@@ -52,7 +53,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path, auth: bool) -> None:
     config = make_config(tmp_path, {"server": {"auth_token": TOKEN}} if auth else None)
     with running_app(config) as server:
         headers = ["-H", f"Authorization: Bearer {TOKEN}"] if auth else []
-        result = schemathesis(server.url, *headers)
+        result = schemathesis(server.url, tmp_path, *headers)
         assert server.client.get("/healthz").status_code == 200
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
