@@ -59,3 +59,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## Reliability (tests/reliability/): longer runs than CI's.
+.PHONY: fuzz soak
+FUZZ_EXAMPLES ?= 1000
+SOAK_SECONDS  ?= 600
+
+## schemathesis with many examples and a new seed each run.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED= $(BIN)/python -m pytest -s tests/reliability/test_fuzz.py
+
+## Steady rank + observation load against a real daemon; fails on any error or RSS growth >= 10%.
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.load --seconds $(SOAK_SECONDS)

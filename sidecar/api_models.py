@@ -4,14 +4,53 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_LOCATIONS = 256
 MAX_URL_CHARS = 4096
 MAX_OBSERVATIONS = 1000
-MAX_SIZE = 2**63 - 1
+MAX_SIZE = 2**53 - 1
+"""8 PiB; JSON numbers above 2**53 lose precision in most parsers (and schema checkers)."""
 
 ErrorClassIn = Literal["local", "server", "missing", "auth"]
+MAX_DEPTH = 32
+"""Nesting allowed in metadata; Glance's is flat."""
+
+
+def check_text(value: Any) -> Any:
+    """Reject what JSON allows but cannot be stored or echoed safely.
+
+    Lone surrogates (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8, so
+    echoing them would fail after the work was done; NUL truncates C strings in
+    logs and tools. Walks iteratively: nesting depth is bounded, not recursion.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "body", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError(f"{where}: contains a NUL character")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{where}: contains a lone surrogate (not Unicode)") from None
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                stack.append((key, where, depth + 1))
+                name = key.encode("ascii", "backslashreplace").decode()[:64]
+                stack.append((sub, f"{where}.{name}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{where}[{i}]", depth + 1) for i, sub in enumerate(item))
+    return value
+
+
+class _TextChecked(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        return check_text(data)
 
 
 class LocationIn(BaseModel):
@@ -21,7 +60,7 @@ class LocationIn(BaseModel):
     )
 
 
-class RankRequest(BaseModel):
+class RankRequest(_TextChecked):
     locations: list[LocationIn] = Field(max_length=MAX_LOCATIONS)
     image_size: int | None = Field(
         default=None, ge=0, le=MAX_SIZE, strict=True, description="Bytes; default when null"
@@ -51,7 +90,7 @@ class RankResponse(BaseModel):
     prefer: list[str] = Field(description="Store ids from metadata.store, best first, unique")
 
 
-class ObservationIn(BaseModel):
+class ObservationIn(_TextChecked):
     """A client's real download from one location."""
 
     url: str = Field(max_length=MAX_URL_CHARS)
@@ -170,3 +209,8 @@ class HistoryResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="'ok', or why not, per check (history, tasks)")

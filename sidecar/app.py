@@ -41,9 +41,11 @@ from sidecar.api_models import (
     RankedLocationOut,
     RankRequest,
     RankResponse,
+    ReadyResponse,
     SampleOut,
     StoreOut,
 )
+from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
 from sidecar.history import History, HistoryError
@@ -345,6 +347,8 @@ def create_app(
         version=package_version(),
         description="Ranks OpenStack Glance image locations by measured cost from this node.",
         responses={
+            400: {"model": ErrorResponse, "description": "Body is not JSON text (e.g. not UTF-8)"},
+            401: {"model": ErrorResponse, "description": "Bearer token missing or wrong"},
             413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
             422: {"model": ErrorResponse, "description": "Invalid request"},
         },
@@ -355,6 +359,12 @@ def create_app(
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
     app.add_middleware(LimitsMiddleware, metrics=lambda: app.metrics)
+    if config.server.auth_token:  # added last: outermost, before any body is read
+        app.add_middleware(
+            BearerAuthMiddleware,
+            token=config.server.auth_token,
+            metrics_auth=config.server.metrics_auth,
+        )
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -362,12 +372,18 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # A body that may be one object or a list fails both branches of the union;
+        # name the branch that matches what was sent, not the other's type error.
+        wrong_shape = {"model_attributes_type", "list_type", "dict_type", "model_type"}
+        if len(errors) > 1:
+            errors.sort(key=lambda error: error.get("type") in wrong_shape)
         details = [
             {
                 "field": ".".join(str(part) for part in error.get("loc", ())),
                 "message": error.get("msg", "invalid"),
             }
-            for error in exc.errors()
+            for error in errors
         ]
         first = details[0] if details else {"field": "body", "message": "invalid"}
         return JSONResponse(
@@ -380,9 +396,12 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
+        message = str(exc.detail)
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:  # FastAPI's body parsing failed
+            kind = "not UTF-8" if isinstance(cause, UnicodeDecodeError) else type(cause).__name__
+            message = f"cannot parse the body as JSON: {kind}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.post("/v1/rank", response_model=RankResponse, tags=["ranking"])
     async def rank_locations(body: RankRequest) -> Response:
@@ -461,7 +480,16 @@ def create_app(
         # (the hot path; response_model still documents the schema).
         return Response(answer.model_dump_json(), media_type="application/json")
 
-    @app.post("/v1/observations", response_model=ObservationsResponse, tags=["measurements"])
+    unavailable: dict[int | str, dict[str, Any]] = {
+        503: {"model": ErrorResponse, "description": "History not readable or writable now"}
+    }
+
+    @app.post(
+        "/v1/observations",
+        response_model=ObservationsResponse,
+        tags=["measurements"],
+        responses=unavailable,
+    )
     async def observations(body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
         items = body if isinstance(body, list) else [body]
@@ -554,10 +582,17 @@ def create_app(
             ],
         )
 
-    @app.get("/v1/history", response_model=HistoryResponse, tags=["measurements"])
+    @app.get(
+        "/v1/history", response_model=HistoryResponse, tags=["measurements"], responses=unavailable
+    )
     async def history(
         backend: str | None = Query(default=None, max_length=4096),
-        since: str | None = Query(default=None, description="'1h' ago, or epoch seconds"),
+        since: str | None = Query(
+            default=None,
+            description="'1h' ago, or epoch seconds",
+            pattern=r"^\s*[0-9.]+\s*(ms|s|m|h|d|w)?(\s*[0-9.]+\s*(ms|s|m|h|d|w)?)*\s*$",
+            max_length=64,
+        ),
         limit: int = Query(default=100, ge=1, le=10000),
     ) -> HistoryResponse:
         """Stored samples, newest first."""
@@ -586,7 +621,12 @@ def create_app(
         """The process is alive and answering."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=ReadyResponse,
+        responses={503: {"model": ReadyResponse, "description": "Not ready: see checks"}},
+    )
     async def readyz() -> JSONResponse:
         """History writable and background tasks alive."""
         checks: dict[str, str] = {}

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from strategies import StrategyConfig, available_strategies, get_ordered_locations
-from strategies.sidecar_client import URL_ENV, SidecarError, request_json
+from strategies.sidecar_client import (
+    TOKEN_ENV,
+    URL_ENV,
+    SidecarError,
+    default_token,
+    request_json,
+)
 from strategies.units import parse_duration, parse_size
 
 EXAMPLE_LOCATIONS = [
@@ -52,6 +58,32 @@ def sidecar_url(args: argparse.Namespace) -> str:
         return os.environ[URL_ENV]
     listen = os.environ.get("LOCATION_SIDECAR_LISTEN") or "127.0.0.1:29292"
     return f"http://{listen}"
+
+
+def sidecar_token() -> str | None:
+    """``$LOCATION_SIDECAR_TOKEN``, else ``server.auth_token`` of the daemon's config
+    file when this user can read it. Never a flag: argv is visible to every user."""
+    token = default_token()
+    if token:
+        return token
+    import tomllib
+
+    from sidecar.config import DEFAULT_CONFIG_PATH, ENV_PREFIX
+
+    path = os.environ.get(ENV_PREFIX + "CONFIG") or str(DEFAULT_CONFIG_PATH)
+    try:
+        with open(path, "rb") as handle:
+            server = tomllib.load(handle).get("server", {})
+    except (OSError, ValueError):
+        return None
+    value = server.get("auth_token") if isinstance(server, dict) else None
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _ask(args: argparse.Namespace, path: str, body: object = None) -> Any:
+    return request_json(
+        sidecar_url(args), path, body=body, timeout=args.timeout, token=sidecar_token()
+    )
 
 
 def _print_json(value: object) -> None:
@@ -98,7 +130,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
         "image_id": args.image_id,
         "strategy": args.strategy,
     }
-    answer = request_json(sidecar_url(args), "/v1/rank", body=body, timeout=args.timeout)
+    answer = _ask(args, "/v1/rank", body)
     if args.json:
         _print_json(answer)
         return 0
@@ -118,11 +150,11 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str | None) -> int | None:
+def _size(text: str | None, name: str = "--size") -> int | None:
     if text is None:
         return None
     try:
-        return parse_size(text, name="--size")
+        return parse_size(text, name=name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -157,7 +189,7 @@ def _rank_offline(args: argparse.Namespace) -> int:
 
 # -- backends ------------------------------------------------------------------------
 def _cmd_backends(args: argparse.Namespace) -> int:
-    answer = request_json(sidecar_url(args), "/v1/backends", timeout=args.timeout)
+    answer = _ask(args, "/v1/backends")
     if args.json:
         _print_json(answer)
         return 0
@@ -193,12 +225,12 @@ def _cmd_observe(args: argparse.Namespace) -> int:
     body = {
         "url": args.url,
         "ok": args.failed is None,
-        "bytes": parse_size(args.bytes, name="--bytes") if args.bytes else 0,
+        "bytes": _size(args.bytes, "--bytes") or 0,
         "seconds": args.seconds,
         "first_byte_seconds": args.first_byte,
         "error": args.failed,
     }
-    answer = request_json(sidecar_url(args), "/v1/observations", body=body, timeout=args.timeout)
+    answer = _ask(args, "/v1/observations", body)
     if args.json:
         _print_json(answer)
     else:
@@ -227,9 +259,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         query["since"] = args.since
-    answer = request_json(
-        sidecar_url(args), "/v1/history?" + urlencode(query), timeout=args.timeout
-    )
+    answer = _ask(args, "/v1/history?" + urlencode(query))
     if args.json:
         _print_json(answer)
         return 0
@@ -335,7 +365,8 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sidecar",
         metavar="URL",
-        help=f"the sidecar's base URL (default ${URL_ENV} or http://127.0.0.1:29292)",
+        help=f"the sidecar's base URL (default ${URL_ENV} or http://127.0.0.1:29292); "
+        f"its bearer token comes from ${TOKEN_ENV} or the daemon's config file",
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     parser.add_argument("--json", action="store_true", help="print the JSON answer")

@@ -10,6 +10,7 @@ this module does not own (``[probe]`` ...) are parsed by the callables passed to
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import math
 import os
 import socket
@@ -38,6 +39,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "HISTORY_PATH": ("history", "path"),
     "NODE_ID": ("node_id",),
     "LOCATION_STRATEGY": ("location_strategy",),
+    "TOKEN": ("server", "auth_token"),
 }
 
 SectionParser = Callable[[Mapping[str, Any]], Any]
@@ -56,6 +58,10 @@ class ConfigError(ValueError):
 class ServerConfig:
     listen: str = DEFAULT_LISTEN
     log_level: str = "info"
+    auth_token: str | None = field(default=None, repr=False)
+    """When set, every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>``."""
+    metrics_auth: bool = True
+    """With a token: does ``/metrics`` need it too (false lets a local scraper in)."""
 
     @property
     def host(self) -> str:
@@ -320,8 +326,18 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP literal; any other name may resolve anywhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _server(table: Mapping[str, Any]) -> ServerConfig:
-    _check_keys(table, "server", {"listen", "log_level"})
+    _check_keys(table, "server", {"listen", "log_level", "auth_token", "metrics_auth"})
     listen = table.get("listen", DEFAULT_LISTEN)
     if not isinstance(listen, str):
         raise ConfigError("server.listen", listen, "host:port, e.g. 127.0.0.1:29292")
@@ -330,7 +346,21 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
     levels = ("critical", "error", "warning", "info", "debug")
     if level not in levels:
         raise ConfigError("server.log_level", level, f"one of {', '.join(levels)}")
-    return ServerConfig(listen=listen, log_level=level)
+    token = table.get("auth_token")
+    if token is not None and (
+        not isinstance(token, str) or len(token.strip()) < 16 or not token.isprintable()
+    ):
+        # never echo a token, not even a bad one
+        raise ConfigError("server.auth_token", "<hidden>", "a printable string of 16+ characters")
+    token = token.strip() if token else None
+    metrics_auth = table.get("metrics_auth", True)
+    if not isinstance(metrics_auth, bool):
+        raise ConfigError("server.metrics_auth", metrics_auth, "true or false")
+    if token is None and not is_loopback_host(_split_listen(listen)[0]):
+        raise ConfigError(
+            "server.listen", listen, "a loopback address unless server.auth_token is set"
+        )
+    return ServerConfig(listen=listen, log_level=level, auth_token=token, metrics_auth=metrics_auth)
 
 
 def _duration(table: Mapping[str, Any], section: str, key: str, default: float) -> float:

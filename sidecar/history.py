@@ -17,6 +17,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,30 @@ from sidecar.samples import Sample
 LOG = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+CHECK_BUSY_TIMEOUT_MS = 1000
+"""The readiness check waits less for a lock than a write does: it must answer quickly."""
 MAX_BATCH = 1000
 
 
 class HistoryError(Exception):
     """The history database cannot be opened or written."""
+
+
+#: SQLite primary result codes meaning "this file is damaged, not busy or unreachable".
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and code is not None
+        and code & 0xFF in (_CORRUPT_CODES)
+    )
+
+
+class _Corrupt(Exception):
+    pass
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -75,6 +95,16 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_checked(path: Path) -> sqlite3.Connection:
+    """:func:`connect`, but a damaged file raises ``_Corrupt`` (settings touch the header)."""
+    try:
+        return connect(path)
+    except sqlite3.Error as exc:
+        if _is_corrupt(exc):
+            raise _Corrupt(str(exc)) from None
+        raise
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found."""
     found = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -113,6 +143,10 @@ class History:
         self.retention = retention
         self.rows = 0
         self.write_errors = 0
+        self.recoveries = 0
+        """Corrupt files moved aside (and replaced by a fresh one) by :meth:`open`."""
+        self.failing = False
+        """The last insert failed: not ready until one succeeds again."""
         self.last_error: str | None = None
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -120,17 +154,29 @@ class History:
 
     # -- life cycle ---------------------------------------------------------------
     def open(self) -> None:
-        """Create the folder (0700) and file (0600), migrate, start the writer thread."""
+        """Create the folder (0700) and file (0600), migrate, start the writer thread.
+
+        A damaged file (not a database, or failing ``PRAGMA quick_check``) is moved
+        aside as ``<name>.corrupt-<UTC time>`` with its WAL, and a fresh one is
+        created: losing measurements costs a little ranking quality, while
+        refusing to start would cost every ranking until someone steps in.
+        """
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            conn = connect(self.path)
             try:
-                migrate(conn)
-                self.rows = int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
-            finally:
-                conn.close()
+                self._open_file()
+            except _Corrupt as exc:
+                aside = self._move_aside()
+                self.recoveries += 1
+                LOG.error(
+                    "history %s is corrupt (%s): moved aside to %s, starting a fresh one",
+                    self.path,
+                    exc,
+                    aside,
+                )
+                self._open_file()
+        except _Corrupt as exc:
+            raise HistoryError(f"cannot open history {self.path}: still corrupt: {exc}") from None
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open history {self.path}: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
@@ -143,6 +189,46 @@ class History:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
+
+    def _open_file(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:  # an older or hand-made file: ours, so tighten
+                LOG.warning("history %s was readable by others: now 0600", self.path)
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):  # SQLite copies the main file's mode only at creation
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(f"{self.path}{suffix}").st_mode & 0o077:
+                    os.chmod(f"{self.path}{suffix}", 0o600)
+        conn = connect_checked(self.path)
+        try:
+            try:
+                migrate(conn)
+                check = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+                if check != ["ok"]:
+                    raise _Corrupt("; ".join(str(c) for c in check))
+                self.rows = int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+            except sqlite3.Error as exc:
+                if _is_corrupt(exc):
+                    raise _Corrupt(str(exc)) from None
+                raise
+        finally:
+            conn.close()
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        for suffix in ("-wal", "-shm", ""):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(f"{aside}{suffix}")
+        return aside
 
     @property
     def alive(self) -> bool:
@@ -217,10 +303,12 @@ class History:
                     if rows:
                         db["samples"].insert_all(rows)  # type: ignore[union-attr]
             except sqlite3.Error as exc:
+                self.failing = True
                 self._failed(inserts, exc)
             else:
                 self.rows += len(rows)
                 self.last_error = None
+                self.failing = False
                 for job in inserts:
                     _resolve(job.future, len(job.payload))
         for job in batch:
@@ -237,13 +325,35 @@ class History:
                     self.rows = max(0, self.rows - deleted)
                     _resolve(job.future, deleted)
             elif job.kind == "check":
-                try:
-                    db.conn.execute("BEGIN IMMEDIATE")
-                    db.conn.execute("ROLLBACK")
-                except sqlite3.Error as exc:
-                    self._failed([job], exc)
-                else:
-                    _resolve(job.future, 0)
+                self._check(db.conn, job)
+
+    def _check(self, conn: sqlite3.Connection, job: _Job) -> None:
+        """A real committed write (page 1, via ``user_version``) with a short busy wait.
+
+        A rolled-back transaction would pass on a full disk; rewriting the header
+        page and committing appends to the WAL, so it fails when writes fail. A
+        failed insert keeps the history "failing" until an insert succeeds.
+        """
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute(f"PRAGMA user_version = {version}")
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            job.future.set_exception(HistoryError(f"history not writable: {exc}"))
+            return
+        if self.failing:
+            job.future.set_exception(
+                HistoryError(f"the last write failed: {self.last_error or 'unknown error'}")
+            )
+            return
+        _resolve(job.future, 0)
 
     def _failed(self, jobs: Iterable[_Job], exc: Exception) -> None:
         self.write_errors += 1

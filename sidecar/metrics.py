@@ -86,6 +86,11 @@ class _StateCollector(Collector):
             "History writes that failed",
             value=self.history.write_errors,
         )
+        yield CounterMetricFamily(
+            PREFIX + "history_recoveries",
+            "Corrupt history files moved aside and replaced by a fresh one",
+            value=self.history.recoveries,
+        )
 
 
 class SidecarMetrics:

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from types import FrameType
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 
@@ -14,6 +15,7 @@ from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig
 from sidecar.history import History, HistoryError
 from sidecar.notify import Notifier
+from strategies.backends import redact_url
 
 LOG = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class NotifyingServer(uvicorn.Server):
 
 
 def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
-    return uvicorn.Config(
+    result = uvicorn.Config(
         app,
         host=config.server.host,
         port=config.server.port,
@@ -43,16 +45,26 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
+    if not any(isinstance(f, RedactQueryFilter) for f in access.filters):
+        access.addFilter(RedactQueryFilter())
+    return result
 
 
 async def serve(
     config: SidecarConfig,
     *,
     app_factory: Callable[[SidecarConfig, Notifier], SidecarApp] | None = None,
+    recoveries: int = 0,
 ) -> int:
-    """Serve until a signal; ``READY=1`` once the listening socket accepts connections."""
+    """Serve until a signal; ``READY=1`` once the listening socket accepts connections.
+
+    ``recoveries``: corrupt history files the preflight already replaced (counted
+    in the app's metric, since the preflight opened the file first).
+    """
     notifier = Notifier()
     app = app_factory(config, notifier) if app_factory else create_app(config, notifier=notifier)
+    app.history.recoveries += recoveries
     server = NotifyingServer(uvicorn_config(app, config), notifier)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
@@ -63,15 +75,43 @@ async def serve(
     return 0 if server.started else 1
 
 
-def preflight(config: SidecarConfig) -> str | None:
-    """One line saying why the daemon cannot start, or ``None``: checked before binding."""
+def preflight(config: SidecarConfig) -> tuple[str | None, int]:
+    """One line saying why the daemon cannot start (or ``None``), checked before binding,
+    and the number of corrupt history files replaced on the way."""
     history = History(config.history.path, retention=config.history.retention)
     try:
         history.open()
     except HistoryError as exc:
-        return str(exc)
+        return str(exc), history.recoveries
     history.close()
-    return None
+    return None, history.recoveries
+
+
+class RedactQueryFilter(logging.Filter):
+    """Keeps credentials out of uvicorn's access log: URL-like query values are redacted.
+
+    ``GET /v1/history?backend=swift://user:key@host/...`` is legal; the log line
+    shows ``backend=swift://host/...`` instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+def redact_path(path: str) -> str:
+    """A request target with every URL-looking query value redacted."""
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    pairs = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if "://" in value or "@" in value:
+            value = redact_url(value)
+        pairs.append((redact_url(name) if "://" in name or "@" in name else name, value))
+    return f"{base}?{urlencode(pairs)}"
 
 
 def run(config: SidecarConfig) -> int:
@@ -80,8 +120,8 @@ def run(config: SidecarConfig) -> int:
         level=config.server.log_level.upper(),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    problem = preflight(config)
+    problem, recoveries = preflight(config)
     if problem:
         print(f"location-sidecar: {problem}", file=sys.stderr)
         return 1
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, recoveries=recoveries))

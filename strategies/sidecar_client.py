@@ -9,6 +9,9 @@ Nova- or Glance-side caller hands to the ``metrics`` strategy::
     source = SidecarStatsSource()  # http://127.0.0.1:29292, or $LOCATION_SIDECAR_URL
     ordered = get_ordered_locations(locations, conf=conf, stats_source=source)
 
+A sidecar with ``server.auth_token`` set wants ``token=`` (default
+``$LOCATION_SIDECAR_TOKEN``), sent as ``Authorization: Bearer``.
+
 When the sidecar cannot be reached it raises :class:`StatsUnavailable` and the
 ``metrics`` strategy answers with the ``store_type`` order, saying why. Answers
 (and failures) are cached briefly, so a busy caller asks at most a few times a
@@ -30,6 +33,8 @@ from strategies.metrics import BackendStats, StatsUnavailable
 
 DEFAULT_URL = "http://127.0.0.1:29292"
 URL_ENV = "LOCATION_SIDECAR_URL"
+TOKEN_ENV = "LOCATION_SIDECAR_TOKEN"
+"""The bearer token, when the sidecar has ``server.auth_token`` set."""
 
 
 class SidecarError(Exception):
@@ -44,15 +49,30 @@ def default_url() -> str:
     return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
-def request_json(base_url: str, path: str, *, body: object = None, timeout: float = 5.0) -> Any:
-    """One JSON request to the sidecar; :class:`SidecarError` with a one-line message."""
+def default_token() -> str | None:
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def request_json(
+    base_url: str,
+    path: str,
+    *,
+    body: object = None,
+    timeout: float = 5.0,
+    token: str | None = None,
+) -> Any:
+    """One JSON request to the sidecar; :class:`SidecarError` with a one-line message.
+
+    ``token`` (default ``$LOCATION_SIDECAR_TOKEN``) is sent as a bearer token.
+    """
     url = base_url.rstrip("/") + path
     data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    token = token or default_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        url,
-        data=data,
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        url, data=data, method="GET" if body is None else "POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -105,8 +125,10 @@ class SidecarStatsSource:
         timeout: float = 0.25,
         cache_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
     ) -> None:
         self.url = url or default_url()
+        self.token = token or default_token()
         self.timeout = timeout
         self.cache_seconds = cache_seconds
         self._clock = clock
@@ -117,7 +139,7 @@ class SidecarStatsSource:
 
     def _fetch(self) -> tuple[dict[str, BackendStats] | None, str | None]:
         try:
-            payload = request_json(self.url, "/v1/backends", timeout=self.timeout)
+            payload = request_json(self.url, "/v1/backends", timeout=self.timeout, token=self.token)
             return parse_backends(payload), None
         except SidecarError as exc:
             return None, str(exc)

@@ -22,6 +22,7 @@ METRICS: dict[str, str] = {
     "location_sidecar_history_samples": "gauge",
     "location_sidecar_history_bytes": "gauge",
     "location_sidecar_history_write_errors_total": "counter",
+    "location_sidecar_history_recoveries_total": "counter",
     # Added by the probes issue.
     "location_sidecar_probe_success": "gauge",
     "location_sidecar_probe_duration_seconds": "gauge",

@@ -33,6 +33,7 @@ FAMILIES = {
     "location_sidecar_history_samples": "gauge",
     "location_sidecar_history_bytes": "gauge",
     "location_sidecar_history_write_errors": "counter",
+    "location_sidecar_history_recoveries": "counter",
 }
 
 
