@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import math
 import os
 import socket
 import tomllib
@@ -20,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar.settings import ConfigError as ConfigError  # part of this module's API
+from sidecar.settings import duration_setting, number_setting
 from strategies.config import METRICS_GROUP, STORE_TYPE_GROUP, StrategyConfig
 from strategies.errors import InvalidSetting
 from strategies.registry import available_strategies
-from strategies.units import parse_duration, parse_size
+from strategies.units import parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/location-sidecar/sidecar.toml")
 DEFAULT_HISTORY_PATH = Path("/var/lib/location-sidecar/history.db")
@@ -44,14 +45,6 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 
 SectionParser = Callable[[Mapping[str, Any]], Any]
 """Turns one raw TOML table into a typed object; raises :class:`ConfigError`."""
-
-
-class ConfigError(ValueError):
-    """An invalid setting: ``str()`` is the one line printed before exit code 2."""
-
-    def __init__(self, key: str, value: object, expected: str) -> None:
-        self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"invalid config: {key} = {value!r}: expected {expected}")
 
 
 @dataclass(frozen=True)
@@ -363,31 +356,6 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
     return ServerConfig(listen=listen, log_level=level, auth_token=token, metrics_auth=metrics_auth)
 
 
-def _duration(table: Mapping[str, Any], section: str, key: str, default: float) -> float:
-    value = table.get(key, default)
-    try:
-        seconds = parse_duration(value, name=f"{section}.{key}")
-    except InvalidSetting as exc:
-        raise ConfigError(exc.key, exc.value, exc.expected) from None
-    if seconds <= 0:
-        raise ConfigError(f"{section}.{key}", value, "a positive duration")
-    return seconds
-
-
-def _number(
-    table: Mapping[str, Any], section: str, key: str, default: float, low: float, high: float
-) -> float:
-    value = table.get(key, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not low <= value <= high
-    ):
-        raise ConfigError(f"{section}.{key}", value, f"a number from {low:g} to {high:g}")
-    return float(value)
-
-
 def _history(table: Mapping[str, Any], default_path: Path, source: Path | None) -> HistoryConfig:
     _check_keys(table, "history", {"path", "retention", "rebuild_window", "prune_interval"})
     defaults = HistoryConfig()
@@ -399,9 +367,13 @@ def _history(table: Mapping[str, Any], default_path: Path, source: Path | None) 
         path = source.parent / path
     return HistoryConfig(
         path=path,
-        retention=_duration(table, "history", "retention", defaults.retention),
-        rebuild_window=_duration(table, "history", "rebuild_window", defaults.rebuild_window),
-        prune_interval=_duration(table, "history", "prune_interval", defaults.prune_interval),
+        retention=duration_setting(table, "history", "retention", defaults.retention),
+        rebuild_window=duration_setting(
+            table, "history", "rebuild_window", defaults.rebuild_window
+        ),
+        prune_interval=duration_setting(
+            table, "history", "prune_interval", defaults.prune_interval
+        ),
     )
 
 
@@ -419,17 +391,19 @@ def _estimator(table: Mapping[str, Any]) -> EstimatorConfig:
     if isinstance(eject_after, bool) or not isinstance(eject_after, int) or eject_after < 1:
         raise ConfigError(f"{s}.eject_after", eject_after, "an integer >= 1")
     config = EstimatorConfig(
-        latency_tau=_duration(table, s, "latency_tau", d.latency_tau),
-        throughput_tau=_duration(table, s, "throughput_tau", d.throughput_tau),
-        report_weight=_number(table, s, "report_weight", d.report_weight, 1.0, 100.0),
-        min_weight=_number(table, s, "min_weight", d.min_weight, 0.0, 1.0),
-        sharp_drop_ratio=_number(table, s, "sharp_drop_ratio", d.sharp_drop_ratio, 0.0, 1.0),
-        sharp_drop_weight=_number(table, s, "sharp_drop_weight", d.sharp_drop_weight, 0.0, 1.0),
+        latency_tau=duration_setting(table, s, "latency_tau", d.latency_tau),
+        throughput_tau=duration_setting(table, s, "throughput_tau", d.throughput_tau),
+        report_weight=number_setting(table, s, "report_weight", d.report_weight, 1.0, 100.0),
+        min_weight=number_setting(table, s, "min_weight", d.min_weight, 0.0, 1.0),
+        sharp_drop_ratio=number_setting(table, s, "sharp_drop_ratio", d.sharp_drop_ratio, 0.0, 1.0),
+        sharp_drop_weight=number_setting(
+            table, s, "sharp_drop_weight", d.sharp_drop_weight, 0.0, 1.0
+        ),
         min_throughput_bytes=min_bytes,
         eject_after=eject_after,
-        eject_base=_duration(table, s, "eject_base", d.eject_base),
-        eject_max=_duration(table, s, "eject_max", d.eject_max),
-        eject_jitter=_number(table, s, "eject_jitter", d.eject_jitter, 0.0, 0.9),
+        eject_base=duration_setting(table, s, "eject_base", d.eject_base),
+        eject_max=duration_setting(table, s, "eject_max", d.eject_max),
+        eject_jitter=number_setting(table, s, "eject_jitter", d.eject_jitter, 0.0, 0.9),
     )
     if config.eject_max < config.eject_base:
         raise ConfigError(f"{s}.eject_max", table.get("eject_max"), "at least eject_base")

@@ -16,9 +16,14 @@ from typing import Any
 
 from probes import prober_for
 from probes.target import Credentials, S3Credentials, SwiftCredentials
+from sidecar.settings import (
+    ConfigError,
+    duration_setting,
+    integer_setting,
+    number_setting,
+    size_setting,
+)
 from strategies.backends import backend_of, redact_url, scheme_of
-from strategies.errors import InvalidSetting
-from strategies.units import parse_duration, parse_size
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -34,12 +39,6 @@ _SWIFT_KEYS = {
     "region",
     "interface",
 }
-
-
-def _error(key: str, value: object, expected: str) -> Exception:
-    from sidecar.config import ConfigError  # late: sidecar.config imports this module
-
-    return ConfigError(key, value, expected)
 
 
 @dataclass(frozen=True, repr=False)
@@ -100,53 +99,34 @@ def parse_probe_section(table: Mapping[str, Any]) -> ProbeConfig:
     known = set(ProbeConfig.__dataclass_fields__)
     for key, value in table.items():
         if key not in known:
-            raise _error(f"probe.{key}", value, f"one of {', '.join(sorted(known))}")
+            raise ConfigError(f"probe.{key}", value, f"one of {', '.join(sorted(known))}")
     enabled = table.get("enabled", d.enabled)
     if not isinstance(enabled, bool):
-        raise _error("probe.enabled", enabled, "true or false")
+        raise ConfigError("probe.enabled", enabled, "true or false")
 
     def duration(key: str) -> float:
-        value = table.get(key, getattr(d, key))
-        try:
-            seconds = parse_duration(value, name=f"probe.{key}")
-        except InvalidSetting as exc:
-            raise _error(exc.key, exc.value, exc.expected) from None
-        if seconds <= 0:
-            raise _error(f"probe.{key}", value, "a positive duration")
-        return seconds
+        return duration_setting(table, "probe", key, getattr(d, key))
 
     def size(key: str) -> int:
-        value = table.get(key, getattr(d, key))
-        try:
-            n = parse_size(value, name=f"probe.{key}")
-        except InvalidSetting as exc:
-            raise _error(exc.key, exc.value, exc.expected) from None
-        if n < 1:
-            raise _error(f"probe.{key}", value, "at least 1 byte")
-        return n
+        return size_setting(table, "probe", key, getattr(d, key))
 
     def integer(key: str, low: int, high: int) -> int:
-        value = table.get(key, getattr(d, key))
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _error(f"probe.{key}", value, f"an integer from {low} to {high}")
-        return value
+        return integer_setting(table, "probe", key, getattr(d, key), low, high)
 
     def strings(key: str) -> tuple[str, ...]:
         value = table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise _error(f"probe.{key}", value, "a list of non-empty strings")
+            raise ConfigError(f"probe.{key}", value, "a list of non-empty strings")
         return tuple(value)
 
-    jitter = table.get("jitter", d.jitter)
-    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 0.5:
-        raise _error("probe.jitter", jitter, "a number from 0 to 0.5")
+    jitter = number_setting(table, "probe", "jitter", d.jitter, 0.0, 0.5)
     ca_file = table.get("ca_file", "") or None
     if ca_file is not None and not isinstance(ca_file, str):
-        raise _error("probe.ca_file", ca_file, "a file path")
+        raise ConfigError("probe.ca_file", ca_file, "a file path")
     roots = strings("file_roots")
     for root in roots:
         if not root.startswith("/"):
-            raise _error("probe.file_roots", root, "absolute directory paths")
+            raise ConfigError("probe.file_roots", root, "absolute directory paths")
     config = ProbeConfig(
         enabled=enabled,
         latency_interval=duration("latency_interval"),
@@ -155,7 +135,7 @@ def parse_probe_section(table: Mapping[str, Any]) -> ProbeConfig:
         throughput_bytes=size("throughput_bytes"),
         timeout=duration("timeout"),
         connect_timeout=duration("connect_timeout"),
-        jitter=float(jitter),
+        jitter=jitter,
         budget_per_hour=size("budget_per_hour"),
         learn_from=tuple(p.lower() for p in strings("learn_from")),
         file_roots=roots,
@@ -165,51 +145,51 @@ def parse_probe_section(table: Mapping[str, Any]) -> ProbeConfig:
         max_parallel=integer("max_parallel", 1, 64),
     )
     if config.throughput_bytes > config.budget_per_hour:
-        raise _error(
+        raise ConfigError(
             "probe.budget_per_hour", table.get("budget_per_hour"), "at least throughput_bytes"
         )
     raw_targets = table.get("targets", [])
     if not isinstance(raw_targets, list):
-        raise _error("probe.targets", "...", "an array of tables ([[probe.targets]])")
+        raise ConfigError("probe.targets", "...", "an array of tables ([[probe.targets]])")
     targets = tuple(_target(i, raw, config) for i, raw in enumerate(raw_targets))
     keys = [backend_of(t.url).key for t in targets]
     for i, key in enumerate(keys):
         if key in keys[:i]:
-            raise _error(f"probe.targets[{i}].url", key, "one target per backend")
+            raise ConfigError(f"probe.targets[{i}].url", key, "one target per backend")
     return dataclasses.replace(config, targets=targets)
 
 
 def _target(index: int, raw: object, config: ProbeConfig) -> TargetConfig:
     where = f"probe.targets[{index}]"
     if not isinstance(raw, Mapping):
-        raise _error(where, "...", "a table with a url")
+        raise ConfigError(where, "...", "a table with a url")
     url = raw.get("url")
     # Values are never echoed: a target URL or key may hold a secret.
     if not isinstance(url, str) or not url.strip():
-        raise _error(f"{where}.url", "<hidden>", "a location URL")
+        raise ConfigError(f"{where}.url", "<hidden>", "a location URL")
     try:
         backend = backend_of(url)
     except ValueError as exc:
-        raise _error(f"{where}.url", redact_url(url), str(exc)) from None
+        raise ConfigError(f"{where}.url", redact_url(url), str(exc)) from None
     if prober_for(url) is None:
-        raise _error(f"{where}.url", redact_url(url), "a scheme this node can probe")
+        raise ConfigError(f"{where}.url", redact_url(url), "a scheme this node can probe")
     if backend.store == "file" and not config.path_allowed(backend.path):
-        raise _error(f"{where}.url", redact_url(url), "a file under probe.file_roots")
+        raise ConfigError(f"{where}.url", redact_url(url), "a file under probe.file_roots")
     scheme = scheme_of(url)
     family = "s3" if scheme.startswith("s3") else "swift" if scheme.startswith("swift") else ""
     allowed = {"url", "ca_file"} | (_S3_KEYS if family == "s3" else set())
     allowed |= _SWIFT_KEYS if family == "swift" else set()
     for key in raw:
         if key not in allowed:
-            raise _error(f"{where}.{key}", "<hidden>", f"one of {', '.join(sorted(allowed))}")
+            raise ConfigError(f"{where}.{key}", "<hidden>", f"one of {', '.join(sorted(allowed))}")
     for key in allowed - {"url"}:
         if key in raw and not isinstance(raw[key], str):
-            raise _error(f"{where}.{key}", "<hidden>", "a string")
+            raise ConfigError(f"{where}.{key}", "<hidden>", "a string")
     ca_file = raw.get("ca_file") or None
     credentials: Credentials | None = None
     if family == "s3" and ("access_key" in raw or "secret_key" in raw):
         if not raw.get("access_key") or not raw.get("secret_key"):
-            raise _error(f"{where}.secret_key", "<hidden>", "both access_key and secret_key")
+            raise ConfigError(f"{where}.secret_key", "<hidden>", "both access_key and secret_key")
         credentials = S3Credentials(
             access_key=raw["access_key"],
             secret_key=raw["secret_key"],
@@ -218,10 +198,10 @@ def _target(index: int, raw: object, config: ProbeConfig) -> TargetConfig:
         )
     elif family == "swift" and ("user" in raw or "key" in raw):
         if not raw.get("user") or not raw.get("key"):
-            raise _error(f"{where}.key", "<hidden>", "both user and key")
+            raise ConfigError(f"{where}.key", "<hidden>", "both user and key")
         version = raw.get("auth_version") or None
         if version not in (None, "1", "3"):
-            raise _error(f"{where}.auth_version", version, "'1' or '3'")
+            raise ConfigError(f"{where}.auth_version", version, "'1' or '3'")
         credentials = SwiftCredentials(
             user=raw["user"],
             key=raw["key"],
