@@ -65,8 +65,9 @@ def backend_keys(sidecar: Sidecar) -> set[str]:
 
 def used_names() -> set[str]:
     """Series names the dashboard and the rules select, minus Prometheus's own and recorded."""
-    from tests.deploy import artifacts, contract
+    from tests.deploy import artifacts
     from tests.deploy.promql import names
+    from tests.support import metrics_contract as contract
 
     used: set[str] = set()
     for _, query in artifacts.dashboard_queries():

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.deploy import contract, live
+from tests.deploy import live
 from tests.deploy.processes import Sidecar, blob_server, run_sidecar, tool
+from tests.support import metrics_contract as contract
 
 pytest.importorskip("sidecar.app")
 pytestmark = pytest.mark.needs_sidecar

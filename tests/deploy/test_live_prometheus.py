@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import artifacts, contract, live
+from tests.deploy import artifacts, live
 from tests.deploy.processes import (
     Prometheus,
     Sidecar,
@@ -25,6 +25,7 @@ from tests.deploy.processes import (
     scrape_config,
 )
 from tests.deploy.promql import names
+from tests.support import metrics_contract as contract
 
 pytest.importorskip("sidecar.app")
 pytestmark = pytest.mark.needs_sidecar

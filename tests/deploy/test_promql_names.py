@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy import artifacts, contract
+from tests.deploy import artifacts
 from tests.deploy.promql import names
+from tests.support import metrics_contract as contract
 
 
 @pytest.mark.parametrize(

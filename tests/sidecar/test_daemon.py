@@ -13,27 +13,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.sidecar.support import SidecarProcess, make_config, wait_until, write_toml
+from tests.support.metrics_contract import METRICS, PROBE_METRICS
 
 MiB = 1024 * 1024
 A = "https://user:pw@a.example.org/images/x"
 B = "swift+https://swift.example.org/v1/AUTH_p/glance/x"
 
+# Families as prometheus_client's parser names them (counters without `_total`); the probe
+# families appear once a probe ran and are checked with the scheduler's tests.
 FAMILIES = {
-    "location_sidecar_build_info": "gauge",
-    "location_sidecar_backend_latency_seconds": "gauge",
-    "location_sidecar_backend_throughput_bytes_per_second": "gauge",
-    "location_sidecar_backend_expected_seconds": "gauge",
-    "location_sidecar_backend_data_age_seconds": "gauge",
-    "location_sidecar_backend_fresh": "gauge",
-    "location_sidecar_backend_ejected": "gauge",
-    "location_sidecar_samples": "counter",
-    "location_sidecar_sample_errors": "counter",
-    "location_sidecar_rank_requests": "counter",
-    "location_sidecar_http_request_duration_seconds": "histogram",
-    "location_sidecar_history_samples": "gauge",
-    "location_sidecar_history_bytes": "gauge",
-    "location_sidecar_history_write_errors": "counter",
-    "location_sidecar_history_recoveries": "counter",
+    name.removesuffix("_total"): kind for name, kind in METRICS.items() if name not in PROBE_METRICS
 }
 
 

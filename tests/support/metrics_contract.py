@@ -1,7 +1,8 @@
 """The Prometheus metric contract shared by the sidecar, the rules and the dashboard.
 
-Copied from the project's shared contract (notes/COMMON.md): the dashboard and the rules may
-use these names and nothing else, so a renamed metric breaks a test instead of a panel.
+The one list of what the sidecar exports: the dashboard and the rules may use these names
+and nothing else, and the daemon's tests check it exports them all, so a renamed metric
+breaks a test instead of a panel.
 """
 
 from __future__ import annotations
