@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,16 +21,10 @@ import httpx
 import yaml
 
 from tests.deploy import artifacts
+from tests.support.processes import free_port
 
 T = TypeVar("T")
 SANDBOX_EXEC = Path(__file__).with_name("sandbox_exec.py")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def tool(name: str) -> str:

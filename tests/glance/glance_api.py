@@ -18,18 +18,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import stop_process, wait_until
+from tests.support.processes import free_port, stop_process, wait_until
 
 BIN = Path(sys.executable).parent
 PASTE = BIN.parent / "etc" / "glance" / "glance-api-paste.ini"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class GlanceAPI:

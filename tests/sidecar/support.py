@@ -5,48 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import uvicorn
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig, parse_config
+from tests.support.processes import free_port, wait_until
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(
-    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the thing polled may not be up yet
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}: {last_error}")
-        time.sleep(interval)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class FakeClock:

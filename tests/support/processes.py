@@ -4,27 +4,47 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (a loopback address)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(
-    check: Callable[[], bool],
-    timeout: float,
-    what: str,
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    what: str = "",
     process: subprocess.Popen[bytes] | None = None,
     interval: float = 0.05,
-) -> None:
-    """Poll ``check`` until it is true; fail early if ``process`` died."""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Exceptions while polling count as "not yet" (the thing may not be up); fails
+    early when ``process`` died, and after ``timeout`` seconds with the last error.
+    """
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while True:
-        if check():
-            return
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
+            last_error = exc
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {process.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout:g}s")
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}: {last_error}")
         time.sleep(interval)
 
 

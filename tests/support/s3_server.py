@@ -8,7 +8,6 @@ then auth is switched on so that wrong keys are refused as AWS would.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -16,13 +15,7 @@ from dataclasses import dataclass, field
 import botocore.session  # type: ignore[import-untyped]
 import httpx
 
-from tests.support.processes import stop_process, wait_until
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port, stop_process, wait_until
 
 
 @dataclass

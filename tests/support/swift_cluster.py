@@ -25,16 +25,10 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.support.processes import stop_process, wait_until
+from tests.support.processes import free_port, stop_process, wait_until
 
 ACCOUNT, USER, KEY = "test", "tester", "testing"
 _MODULE = {"account": "account", "container": "container", "object": "obj"}
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(host: str, port: int) -> bool:
