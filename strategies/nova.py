@@ -267,11 +267,13 @@ class ProgressReporter:
     stops posting, so a sidecar that is down cannot slow the download again.
     """
 
+    DEFAULT_INTERVAL = 2.0
+
     def __init__(
         self,
         url: str,
         *,
-        interval: float = 2.0,
+        interval: float = DEFAULT_INTERVAL,
         sidecar_url: str | None = None,
         timeout: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
