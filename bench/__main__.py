@@ -46,7 +46,8 @@ def render(
             else " (no probes: the clients' reports only)"
         )
         + f". `metrics` reports long downloads while they run (`strategies.nova."
-        f"ProgressReporter`, every {PROGRESS_INTERVAL:g} s); `metrics (no progress)` only "
+        f"ProgressReporter`, every {PROGRESS_INTERVAL:g} s on the compressed clock, 2 s by "
+        "default); `metrics (no progress)` only "
         "when they end"
         + f". The sidecar starts fresh per scenario and gets {warmup:g} s before the first "
         "download (probes only; 0 with probes off makes no difference)"
