@@ -15,20 +15,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import report
-from bench.run import BENCH_ESTIMATOR, BENCH_PROBE, ScenarioResult, run_scenario
+from bench.run import BENCH_ESTIMATOR, BENCH_PROBE, PROGRESS_INTERVAL, ScenarioResult, run_scenario
 from bench.scenarios import SCENARIOS
 from bench.service import ServiceResult, measure
-from bench.sidecar_proc import scheduler_available
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def probe_mode(asked: str) -> str:
-    if asked == "auto":
-        return "sidecar" if scheduler_available() else "harness"
-    if asked == "on":
-        return "sidecar"
-    return asked
+    return "off" if asked == "off" else "sidecar"
 
 
 def render(
@@ -46,11 +41,14 @@ def render(
         "",
         f"Probe mode: **{probes}**"
         + (
-            " (the sidecar has no probe scheduler yet: the harness's stand-in prober posts "
-            "probe results as reports; see bench/prober.py)"
-            if probes == "harness"
-            else ""
+            " (the sidecar's own probe scheduler, one `[[probe.targets]]` per backend)"
+            if probes == "sidecar"
+            else " (no probes: the clients' reports only)"
         )
+        + f". `metrics` reports long downloads while they run (`strategies.nova."
+        f"ProgressReporter`, every {PROGRESS_INTERVAL:g} s on the compressed clock, 2 s by "
+        "default); `metrics (no progress)` only "
+        "when they end"
         + f". The sidecar starts fresh per scenario and gets {warmup:g} s before the first "
         "download (probes only; 0 with probes off makes no difference)"
         + f". Sidecar settings changed for the compressed clock: estimator {BENCH_ESTIMATOR}, "
@@ -86,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="abcde", help="letters, e.g. 'ab' (default abcde)")
     parser.add_argument(
         "--probes",
-        choices=("auto", "on", "sidecar", "harness", "off"),
+        choices=("auto", "on", "sidecar", "off"),
         default="auto",
-        help="sidecar/on: the sidecar's own scheduler via [[probe.targets]]; harness: the "
-        "stand-in prober; off: reports only; auto: sidecar when it has a scheduler, else harness",
+        help="auto/on/sidecar: the sidecar's own scheduler via [[probe.targets]]; "
+        "off: the clients' reports only",
     )
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds of probing before the first download"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ import httpx
 
 from bench.emulator import STORE_TYPE_PREFERENCE, Emulator, Image
 from strategies import location_order, store_type
+from strategies.nova import ProgressReporter
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,11 @@ class Oracle:
 
 
 class Metrics:
-    """The real sidecar: ``POST /v1/rank`` before, ``POST /v1/observations`` after each attempt."""
+    """The real sidecar: ``POST /v1/rank`` before, ``POST /v1/observations`` after each attempt.
+
+    With a progress interval, a long transfer is also reported while it runs, by
+    :class:`strategies.nova.ProgressReporter` (the client code a compute node uses).
+    """
 
     name = "metrics"
 
@@ -109,12 +113,11 @@ class Metrics:
         self.name = name
         self.progress_interval = progress
         """Seconds between in-flight reports of a long download (0: report at the end only)."""
+        self.sidecar_url = sidecar_url
         self.client = httpx.Client(base_url=sidecar_url, timeout=10)
         self.modes: dict[str, int] = {}
         self.rank_seconds: list[float] = []
         self.report_failures = 0
-        self.on_report: Callable[[str], None] | None = None
-        """Told the backend of every successful download reported (the stand-in prober)."""
 
     def order(self, image: Image, locations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         response = self.client.post(
@@ -141,8 +144,12 @@ class Metrics:
         )
         if response.status_code != 200:
             self.report_failures += 1
-        elif attempt.ok and self.on_report is not None:
-            self.on_report(attempt.backend)
+
+    def progress(self, url: str) -> ProgressReporter | None:
+        """A reporter for a transfer from ``url`` that has begun (None: no progress reports)."""
+        if not self.progress_interval:
+            return None
+        return ProgressReporter(url, interval=self.progress_interval, sidecar_url=self.sidecar_url)
 
     def close(self) -> None:
         self.client.close()

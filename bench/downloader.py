@@ -12,6 +12,7 @@ import httpx
 
 from bench.choosers import Attempt, Chooser
 from bench.emulator import Emulator, Image
+from strategies.nova import ProgressReporter
 
 #: A download may take long on a degraded backend; a dead one answers 503 at once.
 ATTEMPT_TIMEOUT = httpx.Timeout(120.0, connect=2.0)
@@ -51,13 +52,12 @@ def fetch(
     image: Image,
     backend: str,
     location: str,
-    progress: Callable[[Attempt], None] | None = None,
-    progress_interval: float = 0.0,
+    progress: Callable[[str], ProgressReporter | None] | None = None,
 ) -> Attempt:
     """GET the whole object, hashing as it streams; a short or wrong body is a failure.
 
-    With ``progress``, a long transfer is also reported while it runs (every
-    ``progress_interval`` seconds, as a sample of the bytes so far), so the sidecar
+    With ``progress``, the reporter it makes for ``location`` once the first byte
+    is in reports the transfer while it runs (partial observations), so the sidecar
     hears of a backend that slowed down before this download ends.
     """
     started = time.monotonic()
@@ -77,18 +77,15 @@ def fetch(
                     None,
                     classify(response.status_code),
                 )
-            next_progress = started + progress_interval
+            reporter: ProgressReporter | None = None
             for chunk in response.iter_raw(READ_CHUNK):
                 if first_byte is None:
                     first_byte = time.monotonic() - started
+                    reporter = progress(location) if progress is not None else None
                 digest.update(chunk)
                 received += len(chunk)
-                if progress is not None and time.monotonic() >= next_progress:
-                    now = time.monotonic()
-                    next_progress = now + progress_interval
-                    progress(
-                        Attempt(location, backend, True, received, now - started, first_byte, None)
-                    )
+                if reporter is not None:
+                    reporter.update(received)
     except httpx.TransportError:
         return Attempt(
             location, backend, False, received, time.monotonic() - started, None, "local"
@@ -122,15 +119,13 @@ def download(
     result.best_true_seconds = min(truths.values())
     for location in ordered:
         name = emulator.name_of(location["url"])
-        interval = getattr(chooser, "progress_interval", 0.0)
         attempt = fetch(
             client,
             emulator.fetch_url(location["url"]),
             image,
             name,
             location["url"],
-            progress=chooser.report if interval else None,
-            progress_interval=interval,
+            progress=getattr(chooser, "progress", None),
         )
         result.attempts.append(attempt)
         if attempt.ok:

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 
 from bench.downloader import Download
-from bench.run import ScenarioResult
+from bench.run import METRICS_VARIANTS, ScenarioResult
 from bench.service import ServiceResult
 
 GOOD_WITHIN = 1.25
@@ -201,7 +201,7 @@ def _find(result: ScenarioResult, name: str) -> Row | None:
 
 def checks(results: dict[str, ScenarioResult], svc: ServiceResult | None) -> list[Check]:
     out: list[Check] = []
-    for variant in ("metrics", "metrics+progress"):
+    for variant in METRICS_VARIANTS:
         for key, limit in (("a", 1.05), ("b", 1.15), ("c", 1.15)):
             if key in results and (m := _find(results[key], variant)):
                 out.append(

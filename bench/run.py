@@ -25,19 +25,29 @@ import httpx
 from bench.choosers import Chooser, LocationOrder, Metrics, Oracle, Random, StoreType
 from bench.downloader import Download, download
 from bench.emulator import Emulator, EmulatorProcess, Image, make_images, sizes_between
-from bench.prober import HarnessProber
 from bench.scenarios import Scenario
 from bench.sidecar_proc import Sidecar
+from strategies.nova import ProgressReporter
 
-STRATEGIES = ("location_order", "store_type", "random", "metrics", "metrics+progress", "oracle")
+#: Seconds between reports of a download still running, on the compressed clock: the
+#: client's default (``ProgressReporter.DEFAULT_INTERVAL``, 2 s) is meant for transfers
+#: of minutes, while a bench download takes 0.1-10 s (as ``eject_base`` is 5 s, not 60 s).
+PROGRESS_INTERVAL: float = ProgressReporter.DEFAULT_INTERVAL / 4
+
 #: Metrics variants, each with a sidecar of its own: seconds between in-flight reports
-#: of a long download (0: one report when it ends, as the contract's clients do).
-METRICS_VARIANTS: dict[str, float] = {"metrics": 0.0, "metrics+progress": 0.5}
+#: of a long download. ``metrics`` is the recommended client (strategies.nova's
+#: ProgressReporter, the code a compute node runs); the other reports only when a
+#: download ends.
+METRICS_VARIANTS: dict[str, float] = {
+    "metrics": PROGRESS_INTERVAL,
+    "metrics (no progress)": 0.0,
+}
+STRATEGIES = ("location_order", "store_type", "random", *METRICS_VARIANTS, "oracle")
 
 #: The sidecar's estimator for a compressed clock: a bench minute stands for much
 #: more, so the first ejection lasts 5 s instead of 60 s (the rest are defaults).
 BENCH_ESTIMATOR: dict[str, str | float | int] = {"eject_base": "5s"}
-#: The probe settings on the same compressed clock (sidecar scheduler or stand-in).
+#: The sidecar probe scheduler's settings on the same compressed clock.
 BENCH_PROBE: dict[str, str | float | int] = {
     "latency_interval": "5s",
     "throughput_interval": "30s",
@@ -89,7 +99,7 @@ def run_scenario(
     strategies: tuple[str, ...] = STRATEGIES,
     warmup: float = 3.0,
 ) -> ScenarioResult:
-    """``probes``: ``sidecar`` (its own scheduler), ``harness`` (the stand-in) or ``off``."""
+    """``probes``: ``sidecar`` (its own scheduler, ``[[probe.targets]]``) or ``off``."""
     sizes = sizes_between(
         scenario.image_count, scenario.size_low, scenario.size_high, f"{seed}/{scenario.key}"
     )
@@ -147,22 +157,10 @@ def _run_timeline(
         c.name: httpx.Client(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         for c in choosers
     }
-    probers: dict[str, HarnessProber] = {}
-    # The sidecar (and the stand-in prober) get ``warmup`` seconds before the first
+    # The sidecar gets ``warmup`` seconds (of probing) before the first
     # download: a node's sidecar runs long before an image is fetched.
     t0 = time.monotonic() + max(warmup, 0.5)
     backend.play(scenario.changes, scenario.duration, t0)
-    for c in choosers:
-        if isinstance(c, Metrics) and probes == "harness":
-            probers[c.name] = HarnessProber(
-                emulator,
-                sidecars[c.name].url,
-                latency_interval=5.0,
-                throughput_interval=30.0,
-                throughput_bytes=256 * 1024,
-                seed=f"prober/{scenario.key}",
-            )
-            c.on_report = probers[c.name].saw_report
     futures: dict[str, list[Future[Download]]] = {c.name: [] for c in choosers}
     pools = {
         c.name: ThreadPoolExecutor(max_workers=32, thread_name_prefix=c.name) for c in choosers
@@ -180,8 +178,6 @@ def _run_timeline(
             )
 
     began = time.monotonic()
-    for prober in probers.values():
-        prober.start()
     dispatchers = [threading.Thread(target=dispatch, args=(c,)) for c in choosers]
     for thread in dispatchers:
         thread.start()
@@ -191,9 +187,6 @@ def _run_timeline(
     result.wall_seconds = time.monotonic() - began
     for pool in pools.values():
         pool.shutdown()
-    for name, prober in probers.items():
-        prober.stop()
-        result.probe_bytes[name] = prober.bytes
     if probes == "sidecar":
         for name, sidecar in sidecars.items():
             # everything probed since the sidecar started, warm-up included

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -26,11 +25,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def scheduler_available() -> bool:
-    """Whether this checkout's sidecar probes by itself (``[[probe.targets]]``)."""
-    return importlib.util.find_spec("sidecar.scheduler") is not None
 
 
 def rss_bytes(pid: int) -> int:

@@ -5,7 +5,8 @@ The full flow of :mod:`strategies.nova`: take the image record Glance returns
 (``locations``, ``direct_url``, ``size``, hashes), ask the local sidecar for the
 order, try the locations one by one (``http``/``https`` and ``file`` here; Nova
 itself clones ``rbd``), check the image hash, report every attempt to the
-sidecar, and, when no location worked, fall back to Glance's API with
+sidecar (a long transfer also while it runs, with ``nova.ProgressReporter``),
+and, when no location worked, fall back to Glance's API with
 ``?prefer=`` as Nova falls back to the API. Standard library only.
 
     nova_download.py --image-json image.json --dest /tmp/img
@@ -26,6 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +75,30 @@ def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
 
 
 def fetch(
-    url: str, dest: Path, image: dict[str, Any], headers: dict[str, str], timeout: float
+    url: str,
+    dest: Path,
+    image: dict[str, Any],
+    headers: dict[str, str],
+    timeout: float,
+    progress: Callable[[str], nova.ProgressReporter] | None = None,
 ) -> tuple[int, float]:
-    """Stream ``url`` into ``dest``; returns (bytes, seconds to first byte)."""
+    """Stream ``url`` into ``dest``; returns (bytes, seconds to first byte).
+
+    With ``progress``, a reporter made for ``url`` once the body starts tells
+    the sidecar how the transfer goes while it runs.
+    """
     algo, expected = image.get("os_hash_algo"), image.get("os_hash_value")
     digest = hashlib.new(algo) if algo and expected else None
     started = time.monotonic()
     size = 0
     with _open(url, headers, timeout) as source:
         first_byte = time.monotonic() - started  # headers in (http) or file open
+        reporter = progress(url) if progress is not None else None
         try:
             with open(dest, "wb") as out:
                 while True:
                     try:
-                        chunk = source.read(CHUNK)
+                        chunk = source.read1(CHUNK)  # what has arrived: progress stays live
                     except OSError as exc:
                         raise FetchError(f"transfer broke: {exc}", "server") from None
                     if not chunk:
@@ -95,6 +107,8 @@ def fetch(
                     size += len(chunk)
                     if digest is not None:
                         digest.update(chunk)
+                    if reporter is not None:
+                        reporter.update(size)
         except OSError as exc:
             raise FetchError(f"cannot write {dest}: {exc.strerror}", None) from None
     if image.get("size") is not None and size != image["size"]:
@@ -119,8 +133,13 @@ def download(
     glance: str | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
+    progress_interval: float = 2.0,
 ) -> dict[str, Any]:
     """Rank, try in order, report; the summary as a JSON-ready dict."""
+
+    def reporter(url: str) -> nova.ProgressReporter:
+        return nova.ProgressReporter(url, interval=progress_interval, sidecar_url=sidecar)
+
     headers = headers or {}
     plan = nova.plan_download(
         image.get("locations"),
@@ -146,7 +165,7 @@ def download(
             continue
         started = time.monotonic()
         try:
-            size, first_byte = fetch(url, partial, image, {}, timeout)
+            size, first_byte = fetch(url, partial, image, {}, timeout, reporter)
         except FetchError as exc:
             summary["tried"].append({"url": redact_url(url), "error": str(exc)})
             if exc.error is not None:
@@ -186,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help="X-Auth-Token for Glance (or $OS_AUTH_TOKEN)")
     parser.add_argument("--sidecar", help="sidecar URL (default $LOCATION_SIDECAR_URL)")
     parser.add_argument("--dest", required=True, type=Path)
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=2.0,
+        help="seconds between reports of a transfer still running (default 2)",
+    )
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("OS_AUTH_TOKEN")
     headers = {"X-Auth-Token": token} if token else {}
@@ -195,7 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         image = glance_image(args.glance, args.image_id, headers)
     else:
         parser.error("give --image-json, or --glance and --image-id")
-    summary = download(image, args.dest, sidecar=args.sidecar, glance=args.glance, headers=headers)
+    summary = download(
+        image,
+        args.dest,
+        sidecar=args.sidecar,
+        glance=args.glance,
+        headers=headers,
+        progress_interval=args.progress_interval,
+    )
     print(json.dumps(summary, indent=2))
     return 0 if summary["source"] is not None else 1
 

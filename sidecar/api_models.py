@@ -101,6 +101,13 @@ class ObservationIn(_TextChecked):
     error: ErrorClassIn | None = Field(
         default=None, description="Failure class when ok is false (null then means server)"
     )
+    partial: bool = Field(
+        default=False,
+        strict=True,
+        description="The download is still running: bytes and seconds are one recent window "
+        "of the transfer (after its first byte); counted as a throughput sample only, never "
+        "as a finished success (it does not end an ejection); ok must be true",
+    )
 
 
 class ObservationsResponse(BaseModel):

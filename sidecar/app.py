@@ -503,6 +503,8 @@ def create_app(
                 raise APIError(422, f"observation {index}: cannot place its URL on a backend")
             if key not in app.estimators.backends and len(app.estimators.backends) >= MAX_BACKENDS:
                 raise APIError(422, f"observation {index}: more than {MAX_BACKENDS} backends")
+            if item.partial and not item.ok:
+                raise APIError(422, f"observation {index}: a partial observation has ok true")
             samples.append(
                 Sample(
                     time=now,
@@ -514,7 +516,7 @@ def create_app(
                     first_byte_seconds=item.first_byte_seconds,
                     bytes=item.bytes,
                     seconds=item.seconds,
-                    kind="download",
+                    kind="progress" if item.partial else "download",
                 )
             )
         try:

@@ -6,6 +6,11 @@
 - Throughput: a time-decayed EWMA (tau about 2 h) that moves most of the way at
   once when a sample falls below half the estimate (a sharp drop is news).
 - A client's real download counts as ``report_weight`` probes.
+- A client's report of a download still running (``kind="progress"``: the
+  bytes of one recent window) feeds the throughput estimate only: a backend that
+  slows down mid-transfer is news before the transfer ends. It is not a finished
+  success: it neither resets the failures in a row nor ends an ejection, so a
+  backend whose transfers break at 90% is still ejected.
 - Failures by class: ``local``/``server`` failures in a row eject the backend
   for a jittered, doubling time (about 60 s up to 30 min); after that it is on
   probation: one good sample brings it back, one more failure ejects it again
@@ -110,6 +115,10 @@ class Estimators:
         state.newest_at = (
             sample.time if state.newest_at is None else max(state.newest_at, sample.time)
         )
+        if sample.kind == "progress":
+            if sample.bytes > 0 and sample.seconds > 0:
+                self._throughput(state, sample, sample.bytes / sample.seconds)
+            return state
         state.last_ok = sample.ok
         state.last_error_class = sample.error_class
         if sample.ok:
@@ -131,25 +140,33 @@ class Estimators:
                 ewma.update(latency, sample.time, w)
         throughput = self._throughput_of(sample)
         if throughput is not None:
-            ewma = state.throughput
-            w = ewma.weight(sample.time, c.throughput_tau, c.min_weight, multiplier)
-            if ewma.value is not None and throughput < ewma.value * c.sharp_drop_ratio:
-                w = max(w, c.sharp_drop_weight)
-            ewma.update(throughput, sample.time, w)
-            if sample.source == "report":
-                last = state.newest_report_throughput_at
-                state.newest_report_throughput_at = max(last or sample.time, sample.time)
-        if latency is not None or throughput is not None:
-            state.newest_good_at = (
-                sample.time
-                if state.newest_good_at is None
-                else max(state.newest_good_at, sample.time)
-            )
+            self._throughput(state, sample, throughput)
+        elif latency is not None:
+            self._good_at(state, sample.time)
         state.consecutive_failures = 0
         state.ejections = 0
         state.ejected_until = None
         state.ejected_reason = None
         state.auth_failed = False
+
+    def _throughput(self, state: BackendState, sample: Sample, throughput: float) -> None:
+        c = self.config
+        multiplier = c.report_weight if sample.source == "report" else 1.0
+        ewma = state.throughput
+        w = ewma.weight(sample.time, c.throughput_tau, c.min_weight, multiplier)
+        if ewma.value is not None and throughput < ewma.value * c.sharp_drop_ratio:
+            w = max(w, c.sharp_drop_weight)
+        ewma.update(throughput, sample.time, w)
+        if sample.source == "report":
+            last = state.newest_report_throughput_at
+            state.newest_report_throughput_at = max(last or sample.time, sample.time)
+        self._good_at(state, sample.time)
+
+    @staticmethod
+    def _good_at(state: BackendState, time: float) -> None:
+        state.newest_good_at = (
+            time if state.newest_good_at is None else max(state.newest_good_at, time)
+        )
 
     def _latency_of(self, sample: Sample) -> float | None:
         if sample.first_byte_seconds is not None:

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 Source = Literal["probe", "report"]
 ErrorClass = Literal["local", "server", "missing", "auth"]
-Kind = Literal["latency", "throughput", "download"]
+Kind = Literal["latency", "throughput", "download", "progress"]
 
 SOURCES: tuple[str, ...] = get_args(Source)
 ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
@@ -22,6 +22,9 @@ class Sample:
     ``error_class`` is set exactly when ``ok`` is false: ``local`` (DNS, connect,
     TLS, timeout), ``server`` (5xx), ``missing`` (404: this object is not there,
     the backend is fine) or ``auth`` (401/403: a configuration problem).
+
+    ``kind="progress"`` is a client's report of a download still running: the
+    bytes of one recent window of the transfer. It is always ``ok``.
     """
 
     time: float
@@ -42,6 +45,8 @@ class Sample:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.ok and self.error_class is not None:
             raise ValueError("a successful sample has no error class")
+        if self.kind == "progress" and not self.ok:
+            raise ValueError("a progress sample reports a running transfer: ok must be true")
         if not self.ok and self.error_class not in ERROR_CLASSES:
             raise ValueError(f"a failed sample needs an error class in {ERROR_CLASSES}")
         if not self.backend or "@" in self.backend:

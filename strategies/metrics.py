@@ -23,7 +23,7 @@ import hashlib
 import math
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from strategies._glance_conf import glance_store_type_preference
@@ -287,6 +287,20 @@ def rank(
     return Ranking(mode=mode, reason=reason, locations=ordered)
 
 
+def _with_why(r: RankedLocation, why: str) -> RankedLocation:
+    """``dataclasses.replace(r, why=why)`` without its per-call introspection (hot path)."""
+    return RankedLocation(
+        r.location,
+        r.group,
+        why,
+        r.backend,
+        r.expected_seconds,
+        r.latency_seconds,
+        r.throughput_bytes_per_second,
+        r.age_seconds,
+    )
+
+
 def _order_fresh(
     fresh: list[RankedLocation], policy: MetricsPolicy, image_id: str | None
 ) -> list[RankedLocation]:
@@ -300,19 +314,19 @@ def _order_fresh(
     if len(ties) > 1:
         ties = sorted(ties, key=lambda r: _tie_key(policy.node_id, image_id, r.backend or ""))
         ties = [
-            replace(
+            _with_why(
                 r,
-                why=f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)}, within "
+                f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)}, within "
                 f"{policy.near_tie_band:g}x of the best: spread by node and image",
             )
             for r in ties
         ]
     else:
-        ties = [replace(ties[0], why=f"fresh: {_fmt_seconds(best)}, the lowest cost")]
+        ties = [_with_why(ties[0], f"fresh: {_fmt_seconds(best)}, the lowest cost")]
     rest = [
-        replace(
+        _with_why(
             r,
-            why=f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)} "
+            f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)} "
             f"({(r.expected_seconds or 0.0) / best if best else math.inf:.2f}x the best)",
         )
         for r in rest
@@ -323,6 +337,8 @@ def _order_fresh(
 def _in_store_type_order(
     ranked: list[RankedLocation], preference: list[str], uri_key: str
 ) -> list[RankedLocation]:
+    if len(ranked) < 2:  # the usual case on the hot path: nothing to order
+        return ranked
     by_id = {id(r.location): r for r in ranked}
     ordered = store_type_order([r.location for r in ranked], preference, uri_key)
     return [by_id[id(loc)] for loc in ordered]

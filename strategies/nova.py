@@ -29,6 +29,15 @@ locations in the order given, and hands the outcome to :func:`report`::
   ``GET /v2/images/{id}/file?prefer=...`` when the node downloads through the API.
 - :func:`report` sends every attempt to ``POST /v1/observations``, failures
   included, so that the sidecar learns from real downloads.
+- A :class:`ProgressReporter` reports a long transfer *while it runs* (one
+  partial observation every ``interval`` seconds): without it the sidecar hears
+  that a backend slowed down only when a download from it ends, and every
+  download started meanwhile is sent to the slow backend too::
+
+      progress = nova.ProgressReporter(url)        # once the first byte is in
+      for chunk in body:
+          ...
+          progress.update(bytes_so_far)            # posts at most every 2 s
 
 Standard library only (through :mod:`strategies.sidecar_client`).
 """
@@ -36,7 +45,8 @@ Standard library only (through :mod:`strategies.sidecar_client`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -80,6 +90,9 @@ class Attempt:
     error: ErrorClass | None = None
     """Why it failed: ``local`` (DNS, connect, TLS, timeout), ``server`` (5xx,
     broken transfer), ``missing`` (404), ``auth`` (401/403)."""
+    partial: bool = False
+    """A transfer still running: ``bytes`` in the last ``seconds`` of it (see
+    :class:`ProgressReporter`); the sidecar takes it as a throughput sample only."""
 
 
 @dataclass(frozen=True)
@@ -236,3 +249,64 @@ def report(
         return ReportResult(False, str(exc))
     stored = answer.get("stored") if isinstance(answer, dict) else None
     return ReportResult(True, f"stored {stored} observation(s)")
+
+
+class ProgressReporter:
+    """Reports one long download to the sidecar while it runs.
+
+    Create it when the body starts to arrive (after the first byte) and call
+    :meth:`update` with the bytes received so far after each chunk. Every
+    ``interval`` seconds it posts one partial observation (``partial: true``):
+    the bytes of the window since the previous post over that window's seconds,
+    i.e. the transfer's current rate, not its average so far, so a slowdown shows
+    at once. A download shorter than ``interval`` posts nothing. The final
+    outcome still goes through :func:`report` as usual (whole transfer, ``ok``).
+
+    A post blocks the download for one loopback round trip (about a millisecond,
+    bounded by ``timeout``). It never raises; after a failed post the reporter
+    stops posting, so a sidecar that is down cannot slow the download again.
+    """
+
+    DEFAULT_INTERVAL = 2.0
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        sidecar_url: str | None = None,
+        timeout: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        received: int = 0,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be positive, got {interval!r}")
+        self.url = url
+        self.interval = interval
+        self.sidecar_url = sidecar_url
+        self.timeout = timeout
+        self.clock = clock
+        self._window_at = clock()
+        self._window_bytes = received
+        self.posted = 0
+        """Partial observations the sidecar stored."""
+        self.stopped_reason: str | None = None
+        """Why it stopped posting (a failed post), else None."""
+
+    def update(self, received: int) -> bool:
+        """Note ``received`` bytes so far; post when a window is due. True when it posted."""
+        if self.stopped_reason is not None:
+            return False
+        now = self.clock()
+        seconds = now - self._window_at
+        if seconds < self.interval:
+            return False
+        window = max(0, received - self._window_bytes)
+        self._window_at, self._window_bytes = now, received
+        attempt = Attempt(self.url, True, window, seconds, partial=True)
+        result = report(attempt, sidecar_url=self.sidecar_url, timeout=self.timeout)
+        if not result.stored:
+            self.stopped_reason = result.reason
+            return False
+        self.posted += 1
+        return True

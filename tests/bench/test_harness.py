@@ -10,7 +10,7 @@ import pytest
 
 from bench.emulator import Change, Emulator, EmulatorProcess, KiB, Speed, make_images
 from bench.report import rows, scenario_table
-from bench.run import STRATEGIES, run_scenario
+from bench.run import METRICS_VARIANTS, STRATEGIES, run_scenario
 from bench.scenarios import SCENARIOS, reduced
 from tests.support.http_server import Phase, RangeServer
 
@@ -18,7 +18,7 @@ from tests.support.http_server import Phase, RangeServer
 @pytest.mark.parametrize("key", ["c"])
 def test_every_strategy_downloads_every_image_intact(key: str) -> None:
     scenario = reduced(SCENARIOS[key], downloads=10, images=4, duration=2.0)
-    result = run_scenario(scenario, probes="harness", warmup=0.5)
+    result = run_scenario(scenario, probes="sidecar", warmup=0.5)
     assert set(result.downloads) == set(STRATEGIES)
     wanted = {f"img-bench{key}-{i:03d}" for i in range(scenario.image_count)}
     for name, downloads in result.downloads.items():
@@ -31,7 +31,7 @@ def test_every_strategy_downloads_every_image_intact(key: str) -> None:
     # metrics really asked the sidecar and every report was stored
     for modes in result.metrics_modes.values():
         assert sum(modes.values()) == scenario.downloads
-    assert set(result.metrics_modes) == {"metrics", "metrics+progress"}
+    assert set(result.metrics_modes) == set(METRICS_VARIANTS)
     assert result.report_failures == 0
     assert all(result.probe_bytes[name] > 0 for name in result.metrics_modes)
     table = scenario_table(result)
