@@ -340,6 +340,7 @@ class ProbeScheduler:
             max_redirects=c.max_redirects,
             ca_file=target.ca_file or c.ca_file,
             allow_host=self.allow_host,
+            allow_path=c.real_path_allowed,
         )
         try:
             result = await self.prober(probe_target, limits)
