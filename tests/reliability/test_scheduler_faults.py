@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from probes import ProbeLimits, ProbeResult, ProbeTarget
@@ -94,8 +95,6 @@ class Watch:
             self.lags.append(loop.time() - before - 0.01)
 
     def ranker(self, server: ThreadServer, locations: list[dict[str, Any]]) -> None:
-        import httpx
-
         with httpx.Client(base_url=server.url, timeout=10) as client:
             while not self.stop.is_set():
                 started = time.perf_counter()
