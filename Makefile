@@ -69,6 +69,7 @@ SOAK_SECONDS  ?= 600
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED= $(BIN)/python -m pytest -s tests/reliability/test_fuzz.py
 
-## Steady rank + observation load against a real daemon; fails on any error or RSS growth >= 10%.
+## Steady rank + observation load against a real daemon while it probes 4 local backends;
+## fails on any error, RSS growth >= 10% or a probe starting over 0.5 s off its schedule.
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.load --seconds $(SOAK_SECONDS)

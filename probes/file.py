@@ -6,6 +6,14 @@ dirty or mapped may stay cached: on a busy node the number is a lower bound.
 Phases map as: ``connect`` = open(), ``first_byte`` = the first read,
 ``transfer`` = the other reads. Blocking I/O runs in a worker thread; the
 hard deadline returns on time, and the thread stops at its next read.
+
+With ``ProbeLimits.allow_path`` (the scheduler's ``probe.file_roots``), the path
+is resolved first (symlinks followed) and the real path must be allowed: a
+symlink inside an allowed directory pointing out of it is not followed. The
+resolved path is opened without following a last symlink, and the opened file is
+checked again through ``/proc/self/fd`` (a link swapped in meanwhile is caught).
+Only regular files are read: a FIFO or a device is never a Glance image, and
+opening one could block or have side effects (``O_NONBLOCK`` keeps open() short).
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from probes.common import Run, measure
@@ -44,11 +54,36 @@ def error_class_of(code: int | None) -> ErrorClass:
     return "local"
 
 
-def read_head(path: str, max_bytes: int, stop: threading.Event) -> _Read:
+class Refused(Exception):
+    """The path may not be read (outside the allowed directories, or not a file)."""
+
+
+def read_head(
+    path: str,
+    max_bytes: int,
+    stop: threading.Event,
+    allow_path: Callable[[str], bool] | None = None,
+) -> _Read:
     """Open ``path``, drop its cached pages, read up to ``max_bytes``; blocking."""
     started = time.monotonic()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    if allow_path is not None:
+        real = os.path.realpath(path)
+        if not allow_path(real):
+            raise Refused(f"{real} is outside the allowed directories: not allowed")
+        path, flags = real, flags | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Refused("not a regular file")
+        proc_fd = f"/proc/self/fd/{fd}"
+        swapped = (
+            allow_path is not None
+            and os.path.exists(proc_fd)
+            and not allow_path(os.readlink(proc_fd))
+        )
+        if swapped:
+            raise Refused("the file changed to one outside the allowed directories")
         opened = time.monotonic()
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -79,7 +114,12 @@ async def _run(run: Run) -> None:
         return
     stop = threading.Event()
     try:
-        got = await asyncio.to_thread(read_head, path, run.limits.max_bytes, stop)
+        got = await asyncio.to_thread(
+            read_head, path, run.limits.max_bytes, stop, run.limits.allow_path
+        )
+    except Refused as exc:
+        run.not_measurable(str(exc))
+        return
     except OSError as exc:
         name = errno.errorcode.get(exc.errno or 0, "error")
         run.fail(error_class_of(exc.errno), f"{name}: {exc.strerror or 'cannot read'}")

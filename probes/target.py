@@ -31,6 +31,9 @@ class ProbeLimits:
     allow_host: Callable[[str], bool] | None = field(default=None, compare=False)
     """Policy for redirect targets on another host (the SSRF rule plugs in here).
     ``None``: only the original host is followed."""
+    allow_path: Callable[[str], bool] | None = field(default=None, compare=False)
+    """Policy for ``file://`` reads, given the file's real path (symlinks resolved):
+    a symlink may not lead a probe out of the allowed directories. ``None``: any path."""
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:

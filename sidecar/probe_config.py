@@ -92,6 +92,18 @@ class ProbeConfig:
                 return True
         return False
 
+    def real_path_allowed(self, real: str) -> bool:
+        """Whether a resolved path (no symlinks) lies under a root, once resolved too.
+
+        A root that is itself a symlink (``/var/lib/glance/images`` -> ``/srv/images``)
+        still works; a symlink inside a root that leads out of every root does not.
+        """
+        for root in self.file_roots:
+            root = os.path.realpath(root)
+            if real == root or real.startswith(root.rstrip("/") + "/"):
+                return True
+        return False
+
 
 def parse_probe_section(table: Mapping[str, Any]) -> ProbeConfig:
     """Typed ``[probe]``; raises ``ConfigError`` with the full key."""

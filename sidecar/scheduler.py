@@ -58,17 +58,25 @@ class Note:
 
 
 def sample_of(
-    result: ProbeResult, kind: Literal["latency", "throughput"], key: str, time: float
+    result: ProbeResult,
+    kind: Literal["latency", "throughput"],
+    key: str,
+    time: float,
+    *,
+    min_bytes: int = 1,
 ) -> Sample | None:
     """The history sample of a probe result, or ``None`` when nothing was measured.
 
-    A throughput probe cut by ``probe.timeout`` after data started flowing is a
-    measurement of a slow backend (bytes read in the time allowed), not a failure.
+    A throughput probe cut by ``probe.timeout`` after at least ``min_bytes``
+    (the estimators' ``min_throughput_bytes``) is a measurement of a slow
+    backend (bytes read in the time allowed), not a failure. One that read less
+    (a backend dripping bytes) measured nothing but its first byte: a failure,
+    or a slow-drip backend would look healthy and escape ejection.
     """
     if not result.measured:
         return None
     ok, error_class = result.ok, result.error_class
-    if capped(result, kind):
+    if capped(result, kind) and result.bytes >= min_bytes:
         ok, error_class = True, None
     return Sample(
         time=time,
@@ -332,6 +340,7 @@ class ProbeScheduler:
             max_redirects=c.max_redirects,
             ca_file=target.ca_file or c.ca_file,
             allow_host=self.allow_host,
+            allow_path=c.real_path_allowed,
         )
         try:
             result = await self.prober(probe_target, limits)
@@ -343,7 +352,8 @@ class ProbeScheduler:
             self._poke()
             return
         now = self.app.clock()
-        sample = sample_of(result, due.kind, due.key, now)
+        min_bytes = self.app.config.estimator.min_throughput_bytes
+        sample = sample_of(result, due.kind, due.key, now, min_bytes=min_bytes)
         if sample is not None:
             try:
                 await self.app.record(sample)

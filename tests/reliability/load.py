@@ -6,14 +6,19 @@ reads, while the server's RSS is read from ``/proc`` once a second. Run it alone
 
     python -m tests.reliability.load --seconds 600 --rank-rate 50 --observe-rate 20
 
-``extra_toml`` is appended to the daemon's config: once the probe scheduler is
-merged, a ``[probe]`` section there turns probes on during the same run.
+``extra_toml`` is appended to the daemon's config. With ``probes=True`` (the
+default of the command line; ``--no-probes`` turns it off) four healthy
+RangeServers are the daemon's probe targets, probed every second during the run,
+and the report says how far the probe start times drifted from their schedule
+(``tests.reliability.probe_drift``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sqlite3
 import statistics
 import tempfile
 import threading
@@ -25,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from tests.reliability.probe_drift import ProbeBackends
 from tests.sidecar.support import SidecarProcess, make_config, write_toml
 
 BACKENDS = [f"https://user:pw@b{i}.example.org/images/x" for i in range(16)]
@@ -42,7 +48,10 @@ class LoadReport:
     rss_last_kib: float = 0.0
     rss_growth: float = 0.0
     history_rows: int = 0
+    report_rows: int = 0
+    """Rows from client reports in the history file after the daemon stopped."""
     observations_acked: int = 0
+    probe_drift: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> str:
         body = asdict(self)
@@ -182,19 +191,40 @@ def run_load(
 
 
 def soak(
-    workdir: Path, seconds: float, extra_toml: str = "", **rates: Any
+    workdir: Path, seconds: float, extra_toml: str = "", *, probes: bool = False, **rates: Any
 ) -> tuple[LoadReport, str]:
     """Start a daemon under ``workdir``, load it, stop it; the report and its log."""
     config = make_config(workdir)
-    path = write_toml(workdir / "sidecar.toml", config, extra_toml)
-    url = f"http://{config.server.listen}"
-    with SidecarProcess(path) as proc:
+    with contextlib.ExitStack() as stack:
+        backends = stack.enter_context(ProbeBackends()) if probes else None
+        if backends is not None:
+            extra_toml += backends.toml()
+        path = write_toml(workdir / "sidecar.toml", config, extra_toml)
+        url = f"http://{config.server.listen}"
+        proc = stack.enter_context(SidecarProcess(path))
         proc.start(url)
         assert proc.proc is not None
         report = run_load(url, proc.proc.pid, seconds=seconds, **rates)
+        if backends is not None:
+            report.probe_drift = asdict(backends.drift(url))
         proc.terminate()
         log = proc.output()
+    with contextlib.closing(sqlite3.connect(config.history.path)) as db:
+        query = "SELECT count(*) FROM samples WHERE source = 'report'"
+        report.report_rows = int(db.execute(query).fetchone()[0])
     return report, log
+
+
+def drift_ok(report: LoadReport, max_late: float = 0.5) -> bool:
+    """Probes ran on schedule: none early, none later than ``max_late`` past its window."""
+    d = report.probe_drift
+    return not d or (
+        d["gaps"] > 0
+        and d["early_max_s"] <= 0.01
+        and d["late_max_s"] <= max_late
+        and d["probe_errors"] == 0
+        and d["other_requests"] == 0
+    )
 
 
 def main() -> int:
@@ -203,13 +233,21 @@ def main() -> int:
     parser.add_argument("--rank-rate", type=float, default=40)
     parser.add_argument("--observe-rate", type=float, default=20)
     parser.add_argument("--max-rss-growth", type=float, default=0.10)
+    parser.add_argument("--max-probe-drift", type=float, default=0.5, help="seconds")
+    parser.add_argument("--no-probes", dest="probes", action="store_false")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         report, _ = soak(
-            Path(tmp), args.seconds, rank_rate=args.rank_rate, observe_rate=args.observe_rate
+            Path(tmp),
+            args.seconds,
+            probes=args.probes,
+            rank_rate=args.rank_rate,
+            observe_rate=args.observe_rate,
         )
     print(report.as_json())
     failed = bool(report.errors) or report.rss_growth >= args.max_rss_growth
+    failed |= report.report_rows != report.observations_acked
+    failed |= not drift_ok(report, args.max_probe_drift)
     return 1 if failed else 0
 
 
