@@ -7,7 +7,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from sidecar.config import ConfigError, parse_config
 from strategies.metrics import StatsUnavailable
 from strategies.sidecar_client import SidecarStatsSource
 from tests.sidecar.support import (
-    ROOT,
     SidecarProcess,
     free_port,
     make_config,
+    run_cli,
     running_app,
     write_toml,
 )
@@ -40,15 +39,7 @@ ENDPOINTS = [
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LOCATION_SIDECAR_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**base, **(env or {})},
-    )
+    return run_cli(*args, env=env)
 
 
 def server_toml(tmp_path: Path, config: Any, server_line: str) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from sidecar.config import ConfigError, default_section_parsers, load_config, parse_config
 from sidecar.probe_config import ProbeConfig, parse_probe_section
-from tests.sidecar.support import ROOT
+from tests.sidecar.support import ROOT, run_cli
 from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
 
@@ -22,13 +21,7 @@ EXAMPLE = ROOT / "deploy" / "location-sidecar.toml"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "probe", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("probe", *args)
 
 
 def test_probe_prints_the_phases_and_exits_0(http_servers: Callable[..., RangeServer]) -> None:
@@ -158,12 +151,6 @@ def test_probe_section_errors_name_the_key_and_hide_secrets(
 def test_serve_refuses_a_bad_probe_section_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[probe]\nlatency_interval = "soon"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "probe.latency_interval" in result.stderr

@@ -23,6 +23,23 @@ from tests.support.processes import free_port, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``location-sidecar ARGS`` as a child process, output captured as text.
+
+    ``LOCATION_SIDECAR_*`` variables of the developer's shell are dropped, so a
+    test sees only the settings it passes in ``env``.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LOCATION_SIDECAR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **(env or {})},
+    )
+
+
 class FakeClock:
     """Epoch seconds that only move when a test says so."""
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sidecar.cli import main
-from tests.sidecar.support import ROOT, ThreadServer, free_port, make_config, running_app
+from tests.sidecar.support import ThreadServer, free_port, make_config, run_cli, running_app
 
 MiB = 1024 * 1024
 FAST = "https://user:secret@fast.example.org/images/x"
@@ -25,13 +24,7 @@ def server(tmp_path: Path) -> Iterator[ThreadServer]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(*args)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

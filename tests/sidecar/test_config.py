@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,7 @@ import pytest
 
 from sidecar import config as config_module
 from sidecar.config import ConfigError, load_config, parse_config
-from tests.sidecar.support import ROOT
+from tests.sidecar.support import ROOT, run_cli
 
 EXAMPLE = ROOT / "deploy" / "location-sidecar.toml"
 
@@ -125,13 +123,7 @@ def test_ceph_fsid_is_read_from_ceph_conf(tmp_path: Path, monkeypatch: pytest.Mo
 def test_serve_with_a_bad_config_exits_2_with_one_line(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "invalid config" in lines[0] and "expected" in lines[0]

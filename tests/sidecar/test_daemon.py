@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.sidecar.support import SidecarProcess, make_config, wait_until, write_toml
+from tests.sidecar.support import SidecarProcess, make_config, run_cli, wait_until, write_toml
 from tests.support.metrics_contract import METRICS, PROBE_METRICS
 
 MiB = 1024 * 1024
@@ -187,21 +187,11 @@ def test_notify_ready_watchdog_stopping_in_order(
 
 
 def test_an_unusable_history_path_stops_start_up_with_one_line(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.sidecar.support import ROOT
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     config = make_config(tmp_path, {"history": {"path": str(blocker / "history.db")}})
     path = write_toml(tmp_path / "sidecar.toml", config)
-    result = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("serve", "--config", str(path))
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot open history" in result.stderr
