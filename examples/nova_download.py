@@ -33,6 +33,7 @@ from typing import Any
 
 from strategies import nova
 from strategies.backends import redact_url
+from strategies.failures import error_class_for_status
 
 CHUNK = 1 << 20
 
@@ -69,7 +70,7 @@ def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
         return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
-        raise FetchError(f"HTTP {exc.code}", nova.error_class_for_status(exc.code)) from None
+        raise FetchError(f"HTTP {exc.code}", error_class_for_status(exc.code)) from None
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(f"unreachable: {getattr(exc, 'reason', exc)}", "local") from None
 

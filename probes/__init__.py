@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 
 from probes import file, http, rbd, s3, swift
 from probes.common import note
-from probes.result import PHASES, ErrorClass, Outcome, Phases, ProbeResult
+from probes.result import PHASES, Outcome, Phases, ProbeResult
 from probes.swift import TokenCache
 from probes.target import Credentials, ProbeLimits, ProbeTarget, S3Credentials, SwiftCredentials
 from strategies.backends import scheme_of
+from strategies.failures import ErrorClass
 
 __all__ = [
     "PHASES",

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import httpcore
 
 from probes.fetch import Fetched, Progress, ResolveError
-from probes.result import ErrorClass, Outcome, Phases, ProbeResult, class_of_status, scrub
+from probes.result import Outcome, Phases, ProbeResult, class_of_status, scrub
 from probes.result import parse_retry_after as _parse_retry_after
 from probes.target import ProbeLimits, ProbeTarget
 from strategies.backends import backend_of, redact_url
+from strategies.failures import ErrorClass
 
 
 @dataclass

@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from probes.common import Run, measure
-from probes.result import ErrorClass, ProbeResult
+from probes.result import ProbeResult
 from probes.target import ProbeLimits, ProbeTarget
 from strategies.backends import backend_of
+from strategies.failures import ErrorClass
 
 CHUNK = 1024 * 1024
 

@@ -13,7 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-ErrorClass = Literal["local", "server", "missing", "auth"]
+from strategies.failures import ErrorClass, error_class_for_status
+
 Outcome = Literal["ok", "error", "not_measurable", "not_needed"]
 """``ok``/``error``: a probe ran. ``not_measurable``: this node cannot measure the
 backend (cinder, vsphere, swift+config, rbd without bindings, a redirect it may
@@ -129,14 +130,9 @@ class ProbeResult:
 
 def class_of_status(status: int) -> ErrorClass | None:
     """Error class of an HTTP status; ``None`` for success."""
-    if status < 400 or status == 416:
+    if status < 400 or status == 416:  # 416: a ranged read of an empty object
         return None
-    if status in (401, 403):
-        return "auth"
-    if status in (404, 410):
-        return "missing"
-    # 5xx, 429 and any other 4xx: the server refused a well-formed probe.
-    return "server"
+    return error_class_for_status(status)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -29,8 +29,9 @@ from urllib.parse import quote, unquote
 from probes import fetch
 from probes.common import Run, measure
 from probes.http import range_header, split_userinfo
-from probes.result import ErrorClass, Phases, ProbeResult
+from probes.result import Phases, ProbeResult
 from probes.target import ProbeLimits, ProbeTarget, SwiftCredentials
+from strategies.failures import ErrorClass
 
 _TRANSPORT = {"swift": "https", "swift+https": "https", "swift+http": "http"}
 DEFAULT_TOKEN_LIFE = 3600.0

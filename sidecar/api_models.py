@@ -6,13 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from strategies.failures import ErrorClass
+
 MAX_LOCATIONS = 256
 MAX_URL_CHARS = 4096
 MAX_OBSERVATIONS = 1000
 MAX_SIZE = 2**53 - 1
 """8 PiB; JSON numbers above 2**53 lose precision in most parsers (and schema checkers)."""
 
-ErrorClassIn = Literal["local", "server", "missing", "auth"]
+ErrorClassIn = ErrorClass
 MAX_DEPTH = 32
 """Nesting allowed in metadata; Glance's is flat."""
 

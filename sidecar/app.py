@@ -55,6 +55,7 @@ from sidecar.samples import Sample
 from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
+from strategies.failures import ERROR_CLASSES
 from strategies.metrics import place, rank
 from strategies.registry import available_strategies, get_strategy
 from strategies.units import parse_duration
@@ -571,7 +572,7 @@ def create_app(
                     not_measurable_reason=why,
                     probe=ProbeStateOut(**probe) if probe else None,
                     samples={"probe": 0, "report": 0},  # type: ignore[arg-type]
-                    errors=dict.fromkeys(("local", "server", "missing", "auth"), 0),  # type: ignore[arg-type]
+                    errors=dict.fromkeys(ERROR_CLASSES, 0),  # type: ignore[arg-type]
                 )
             )
         return BackendsResponse(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from strategies import StrategyConfig, available_strategies, get_ordered_locations
+from strategies.failures import ERROR_CLASSES
 from strategies.sidecar_client import (
     TOKEN_ENV,
     URL_ENV,
@@ -406,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     observe.add_argument("--first-byte", type=float, help="seconds to the first byte")
     observe.add_argument(
         "--failed",
-        choices=["local", "server", "missing", "auth"],
+        choices=ERROR_CLASSES,
         help="the download failed, with this class",
     )
     _add_client_options(observe)

@@ -32,7 +32,8 @@ import random
 from dataclasses import dataclass, field
 
 from sidecar.config import EstimatorConfig
-from sidecar.samples import ERROR_CLASSES, SOURCES, Sample
+from sidecar.samples import SOURCES, Sample
+from strategies.failures import ERROR_CLASSES
 from strategies.metrics import BackendStats
 
 _NETWORK_CLASSES = ("local", "server")

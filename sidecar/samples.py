@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from strategies.failures import ERROR_CLASSES, ErrorClass
+
 Source = Literal["probe", "report"]
-ErrorClass = Literal["local", "server", "missing", "auth"]
 Kind = Literal["latency", "throughput", "download", "progress"]
 
 SOURCES: tuple[str, ...] = get_args(Source)
-ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
 KINDS: tuple[str, ...] = get_args(Kind)
 
 

@@ -51,11 +51,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from strategies._validate import check_locations, url_of
+from strategies.failures import ErrorClass
 from strategies.sidecar_client import SidecarError, default_url, request_json
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
-ErrorClass = Literal["local", "server", "missing", "auth"]
 Mode = Literal["metrics", "fallback", "static", "sidecar_down"]
 
 #: Used when the sidecar is down: a clone or a local read first, then the network stores.
@@ -99,15 +99,6 @@ class Attempt:
 class ReportResult:
     stored: bool
     reason: str
-
-
-def error_class_for_status(status: int) -> ErrorClass:
-    """The failure class of an HTTP error status."""
-    if status in (401, 403):
-        return "auth"
-    if status in (404, 410):
-        return "missing"
-    return "server"
 
 
 def dedupe_locations(
