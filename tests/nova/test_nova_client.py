@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from strategies import nova
-from tests.sidecar.support import ROOT, FakeClock, ThreadServer, free_port, make_config, running_app
+from tests.nova.support import run_example
+from tests.sidecar.support import FakeClock, ThreadServer, free_port, make_config, running_app
 from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
 
 CONTENT = pattern(256 * 1024, seed="nova")
-EXAMPLE = ROOT / "examples" / "nova_download.py"
 
 
 @pytest.fixture
@@ -60,24 +60,6 @@ def image_record(fast: RangeServer, slow: RangeServer, **extra: Any) -> dict[str
         ],
         **extra,
     }
-
-
-def run_example(tmp_path: Path, image: dict[str, Any], sidecar_url: str) -> tuple[int, Any]:
-    record = tmp_path / "image.json"
-    record.write_text(json.dumps(image), encoding="utf-8")
-    done = subprocess.run(
-        [
-            *(sys.executable, str(EXAMPLE), "--image-json", str(record)),
-            *("--sidecar", sidecar_url, "--dest", str(tmp_path / "disk")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert not done.stderr, done.stderr
-    return done.returncode, json.loads(done.stdout)
 
 
 def backend(sidecar: ThreadServer, key: str) -> dict[str, Any]:

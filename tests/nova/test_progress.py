@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +12,12 @@ from sidecar.config import EstimatorConfig
 from sidecar.estimators import Estimators
 from sidecar.samples import Sample
 from strategies import nova
-from tests.sidecar.support import ROOT, FakeClock, ThreadServer, free_port, make_config, running_app
+from tests.nova.support import run_example
+from tests.sidecar.support import FakeClock, ThreadServer, free_port, make_config, running_app
 from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
 
 MIB = 1024 * 1024
-EXAMPLE = ROOT / "examples" / "nova_download.py"
 
 
 class Ticks:
@@ -164,21 +161,8 @@ def test_example_reports_a_slow_transfer_while_it_runs(
         "size": len(content),
         "locations": [{"url": slow.url("/images/img"), "metadata": {"store": "slow"}}],
     }
-    record = tmp_path / "image.json"
-    record.write_text(json.dumps(image), encoding="utf-8")
-    done = subprocess.run(
-        [
-            *(sys.executable, str(EXAMPLE), "--image-json", str(record)),
-            *("--sidecar", sidecar.url, "--dest", str(tmp_path / "disk")),
-            *("--progress-interval", "0.3"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    code, summary = run_example(tmp_path, image, sidecar.url, "--progress-interval", "0.3")
+    assert code == 0, summary
     assert (tmp_path / "disk").read_bytes() == content
     samples = sidecar.client.get("/v1/history").json()["samples"]
     kinds = [s["kind"] for s in samples]
