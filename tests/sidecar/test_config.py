@@ -9,6 +9,7 @@ import pytest
 
 from sidecar import config as config_module
 from sidecar.config import ConfigError, load_config, parse_config
+from sidecar.probe_config import ProbeConfig
 from tests.sidecar.support import ROOT, run_cli
 
 EXAMPLE = ROOT / "deploy" / "location-sidecar.toml"
@@ -97,12 +98,12 @@ def test_invalid_settings_name_key_value_and_expectation(data: dict[str, Any], k
     assert key in message and "expected" in message and "\n" not in message
 
 
-def test_foreign_sections_are_kept_for_their_owners() -> None:
-    raw = {"probe": {"interval": "5m", "targets": [{"url": "https://a/x"}]}}
-    assert parse_config(raw).section("probe")["interval"] == "5m"
-    parsed = parse_config(raw, section_parsers={"probe": lambda table: len(table["targets"])})
-    assert parsed.section("probe") == 1
-    assert parse_config({}).section("probe") == {}
+def test_the_probe_section_is_a_typed_part_of_the_config() -> None:
+    raw = {"probe": {"latency_interval": "5m", "targets": [{"url": "https://a/x"}]}}
+    parsed = parse_config(raw).probe
+    assert parsed.latency_interval == 300.0
+    assert [t.url for t in parsed.targets] == ["https://a/x"]
+    assert parse_config({}).probe == ProbeConfig()
 
 
 def test_ceph_fsid_is_read_from_ceph_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,11 +135,6 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", env={})
 
 
-def test_a_section_parser_error_is_a_config_error() -> None:
-    from strategies.errors import InvalidSetting
-
-    def parse(table: Any) -> None:
-        raise InvalidSetting("interval", table.get("interval"), "a duration")
-
-    with pytest.raises(ConfigError, match=r"probe\.interval = 'x': expected a duration"):
-        parse_config({"probe": {"interval": "x"}}, section_parsers={"probe": parse})
+def test_a_probe_section_error_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"probe\.latency_interval = 'x': expected seconds or a"):
+        parse_config({"probe": {"latency_interval": "x"}})
