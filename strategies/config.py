@@ -60,14 +60,9 @@ class StrategyConfig:
         node_id = data.get("node_id") or ""
         if not isinstance(node_id, str):
             raise InvalidSetting("node_id", node_id, "a string")
+        metrics = _metrics_policy(_section(data, METRICS_GROUP), node_id or socket.gethostname())
         try:
-            return cls(
-                location_strategy=strategy,
-                store_type_preference=list(preference),
-                metrics=_metrics_policy(
-                    _section(data, METRICS_GROUP), node_id or socket.gethostname()
-                ),
-            )
+            return cls(strategy, list(preference), metrics)
         except TypeError:  # a name that is not a string
             raise InvalidSetting(
                 f"{STORE_TYPE_GROUP}.store_type_preference", preference, "a list of store names"
