@@ -103,7 +103,7 @@ def is_loopback_host(host: str) -> bool:
 
 class ServerConfig(Section):
     listen: Annotated[str, BeforeValidator(_listen)] = defaults.LISTEN
-    log_level: Annotated[str, BeforeValidator(choice(*LOG_LEVELS))] = defaults.LOG_LEVEL
+    log_level: Annotated[str, choice(*LOG_LEVELS)] = defaults.LOG_LEVEL
     auth_token: Annotated[str | None, BeforeValidator(_token)] = Field(default=None, repr=False)
     """When set, every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>``."""
     metrics_auth: Flag = True

@@ -9,7 +9,6 @@ invalid config stops start-up with exit code 2 and one line.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -122,23 +121,21 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
 def strings(value: object) -> tuple[str, ...]:
+    """A list of non-empty strings, as a tuple (a check for ``BeforeValidator``)."""
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
         raise Expected("a list of non-empty strings")
     return tuple(value)
 
 
-Names = Annotated[tuple[str, ...], BeforeValidator(strings)]
-
-
-def choice(*allowed: str) -> Callable[[object], str]:
-    """A check that the value is one of ``allowed`` (for ``BeforeValidator``)."""
+def choice(*allowed: str) -> BeforeValidator:
+    """One of ``allowed``."""
 
     def check(value: object) -> str:
         if not isinstance(value, str) or value not in allowed:
             raise Expected(f"one of {', '.join(allowed)}")
         return value
 
-    return check
+    return BeforeValidator(check)
 
 
 def config_error(exc: ValidationError, model: type[BaseModel], top_hint: str) -> ConfigError:
