@@ -27,7 +27,6 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -38,6 +37,7 @@ from sidecar.settings import (
     Expected,
     Flag,
     Section,
+    at_least,
     choice,
     config_error,
     integer,
@@ -169,12 +169,7 @@ class EstimatorConfig(Section):
     eject_max: Duration = defaults.EJECT_MAX
     eject_jitter: Annotated[float, number(0.0, 0.9)] = defaults.EJECT_JITTER
 
-    @field_validator("eject_max")
-    @classmethod
-    def _max_at_least_base(cls, value: float, info: ValidationInfo) -> float:
-        if value < info.data.get("eject_base", 0.0):
-            raise Expected("at least eject_base")
-        return value
+    _max_at_least_base = at_least("eject_max", "eject_base")
 
 
 def _node_id(value: object) -> str:

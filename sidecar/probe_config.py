@@ -17,7 +17,17 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from probes import prober_for
 from probes.target import Credentials, S3Credentials, SwiftCredentials
-from sidecar.settings import Duration, Expected, Flag, Section, Size, integer, number, strings
+from sidecar.settings import (
+    Duration,
+    Expected,
+    Flag,
+    Section,
+    Size,
+    at_least,
+    integer,
+    number,
+    strings,
+)
 from strategies import defaults
 from strategies.backends import backend_of, redact_url, scheme_of
 
@@ -87,12 +97,7 @@ class ProbeConfig(Section):
     max_parallel: Annotated[int, integer(1, 64)] = defaults.PROBE_MAX_PARALLEL
     targets: tuple[TargetConfig, ...] = Field(default=())
 
-    @field_validator("budget_per_hour")
-    @classmethod
-    def _budget_fits_a_throughput_probe(cls, value: int, info: ValidationInfo) -> int:
-        if value < info.data.get("throughput_bytes", 0):
-            raise Expected("at least throughput_bytes")
-        return value
+    _budget_fits_a_throughput_probe = at_least("budget_per_hour", "throughput_bytes")
 
     @field_validator("targets", mode="plain")
     @classmethod

@@ -9,9 +9,16 @@ invalid config stops start-up with exit code 2 and one line.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from strategies.errors import InvalidSetting
 from strategies.units import parse_duration, parse_size
@@ -136,6 +143,17 @@ def choice(*allowed: str) -> BeforeValidator:
         return value
 
     return BeforeValidator(check)
+
+
+def at_least(name: str, other: str) -> Any:
+    """A validator of field ``name``: not below field ``other`` (declared before it)."""
+
+    def check(value: float, info: ValidationInfo) -> float:
+        if value < info.data.get(other, value):
+            raise Expected(f"at least {other}")
+        return value
+
+    return field_validator(name)(check)
 
 
 def config_error(exc: ValidationError, model: type[BaseModel], top_hint: str) -> ConfigError:
