@@ -20,6 +20,7 @@ from bench.service import RANK_BODY
 from sidecar.api_models import RankedLocationOut, RankResponse
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import load_config
+from strategies import defaults
 from strategies.metrics import place, rank
 
 Message = dict[str, Any]
@@ -41,7 +42,7 @@ async def _call(app: SidecarApp, method: str, path: str, body: bytes) -> int:
             (b"content-length", str(len(body)).encode()),
         ],
         "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 29292),
+        "server": (defaults.LISTEN_HOST, defaults.LISTEN_PORT),
     }
     sent = False
     status = 0

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from strategies import StrategyConfig, available_strategies, get_ordered_locations
+from strategies import StrategyConfig, available_strategies, defaults, get_ordered_locations
 from strategies.failures import ERROR_CLASSES
 from strategies.sidecar_client import (
     TOKEN_ENV,
@@ -37,7 +37,7 @@ EXAMPLE_LOCATIONS = [
         "metadata": {"store": "ceph"},
     },
 ]
-EXAMPLE_PREFERENCE = ["rbd", "file", "swift", "http", "s3"]
+EXAMPLE_PREFERENCE = list(defaults.STORE_TYPE_PREFERENCE)
 PROG = "location-sidecar"
 
 
@@ -57,7 +57,7 @@ def sidecar_url(args: argparse.Namespace) -> str:
         return str(args.sidecar)
     if os.environ.get(URL_ENV):
         return os.environ[URL_ENV]
-    listen = os.environ.get("LOCATION_SIDECAR_LISTEN") or "127.0.0.1:29292"
+    listen = os.environ.get(defaults.ENV_PREFIX + "LISTEN") or defaults.LISTEN
     return f"http://{listen}"
 
 
@@ -69,9 +69,7 @@ def sidecar_token() -> str | None:
         return token
     import tomllib
 
-    from sidecar.config import DEFAULT_CONFIG_PATH, ENV_PREFIX
-
-    path = os.environ.get(ENV_PREFIX + "CONFIG") or str(DEFAULT_CONFIG_PATH)
+    path = os.environ.get(defaults.ENV_PREFIX + "CONFIG") or str(defaults.CONFIG_PATH)
     try:
         with open(path, "rb") as handle:
             server = tomllib.load(handle).get("server", {})
@@ -107,10 +105,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 # -- serve ------------------------------------------------------------------------------
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from sidecar.config import ConfigError, default_section_parsers, load_config
+    from sidecar.config import ConfigError, load_config
 
     try:
-        config = load_config(args.config, section_parsers=default_section_parsers())
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -366,7 +364,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sidecar",
         metavar="URL",
-        help=f"the sidecar's base URL (default ${URL_ENV} or http://127.0.0.1:29292); "
+        help=f"the sidecar's base URL (default ${URL_ENV} or {defaults.SIDECAR_URL}); "
         f"its bearer token comes from ${TOKEN_ENV} or the daemon's config file",
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
@@ -432,7 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.add_argument("--enabled-backends", help="Glance's value, e.g. 'local:file, web:http'")
     weights.add_argument("--glance-config", help="read enabled_backends from this glance-api.conf")
-    weights.add_argument("--size", help="image size to weigh for (default 1GiB)")
+    weights.add_argument(
+        "--size", help=f"image size to weigh for (default {defaults.IMAGE_SIZE // defaults.GiB}GiB)"
+    )
     weights.add_argument("--input", help="a saved GET /v1/backends answer ('-': stdin)")
     _add_client_options(weights)
     weights.set_defaults(func=_cmd_weights)

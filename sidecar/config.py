@@ -1,38 +1,61 @@
 """The daemon's configuration: one TOML file, a few environment overrides, strict checks.
 
-Every problem is a :class:`ConfigError` naming the key, the value and what was
-expected, so start-up can stop with exit code 2 and one clear line. Sections
-this module does not own (``[probe]`` ...) are parsed by the callables passed to
-:func:`load_config` as ``section_parsers`` and exposed through
-:meth:`SidecarConfig.section`.
+The file is validated by pydantic models (unknown keys are errors); every
+problem is a :class:`ConfigError` naming the key, the value and what was
+expected, so start-up can stop with exit code 2 and one clear line. Defaults
+come from :mod:`strategies.defaults`; the strategy tables are checked by
+:meth:`strategies.config.StrategyConfig.from_mapping`, the one reader clients
+share.
 """
 
 from __future__ import annotations
 
 import configparser
 import ipaddress
+import logging
 import os
 import socket
+import stat
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from sidecar.probe_config import ProbeConfig
 from sidecar.settings import ConfigError as ConfigError  # part of this module's API
-from sidecar.settings import duration_setting, number_setting
+from sidecar.settings import (
+    Duration,
+    Expected,
+    Flag,
+    Section,
+    at_least,
+    choice,
+    config_error,
+    integer,
+    number,
+    size,
+)
+from strategies import defaults
 from strategies.config import METRICS_GROUP, STORE_TYPE_GROUP, StrategyConfig
 from strategies.errors import InvalidSetting
 from strategies.registry import available_strategies
-from strategies.units import parse_size
 
-DEFAULT_CONFIG_PATH = Path("/etc/location-sidecar/sidecar.toml")
-DEFAULT_HISTORY_PATH = Path("/var/lib/location-sidecar/history.db")
-DEFAULT_LISTEN = "127.0.0.1:29292"
-DEFAULT_STRATEGY = "metrics"
-DEFAULT_PREFERENCE = ("rbd", "file", "swift", "http", "s3")
-CEPH_CONF = Path("/etc/ceph/ceph.conf")
-ENV_PREFIX = "LOCATION_SIDECAR_"
+LOG = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_PATH = defaults.CONFIG_PATH
+DEFAULT_HISTORY_PATH = defaults.HISTORY_PATH
+CEPH_CONF = defaults.CEPH_CONF
+ENV_PREFIX = defaults.ENV_PREFIX
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 #: Environment variables that override a key of the file (the common ones only).
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -43,18 +66,58 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "TOKEN": ("server", "auth_token"),
 }
 
-SectionParser = Callable[[Mapping[str, Any]], Any]
-"""Turns one raw TOML table into a typed object; raises :class:`ConfigError`."""
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Expected(f"host:port, e.g. {defaults.LISTEN}")
+    return host, int(port)
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    listen: str = DEFAULT_LISTEN
-    log_level: str = "info"
-    auth_token: str | None = field(default=None, repr=False)
+def _listen(value: object) -> str:
+    if not isinstance(value, str):
+        raise Expected(f"host:port, e.g. {defaults.LISTEN}")
+    _split_listen(value)
+    return value
+
+
+def _token(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.strip()) < 16 or not value.isprintable():
+        # never echo a token, not even a bad one
+        raise Expected("a printable string of 16+ characters", shown="<hidden>")
+    return value.strip()
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP literal; any other name may resolve anywhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerConfig(Section):
+    listen: Annotated[str, BeforeValidator(_listen)] = defaults.LISTEN
+    log_level: Annotated[str, choice(*LOG_LEVELS)] = defaults.LOG_LEVEL
+    auth_token: Annotated[str | None, BeforeValidator(_token)] = Field(default=None, repr=False)
     """When set, every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>``."""
-    metrics_auth: bool = True
+    metrics_auth: Flag = True
     """With a token: does ``/metrics`` need it too (false lets a local scraper in)."""
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> ServerConfig:
+        if self.auth_token is None and not is_loopback_host(self.host):
+            raise Expected(
+                "a loopback address unless server.auth_token is set",
+                key="listen",
+                shown=self.listen,
+            )
+        return self
 
     @property
     def host(self) -> str:
@@ -65,79 +128,122 @@ class ServerConfig:
         return _split_listen(self.listen)[1]
 
 
-@dataclass(frozen=True)
-class HistoryConfig:
-    path: Path = DEFAULT_HISTORY_PATH
-    retention: float = 7 * 86400.0
+def _history_path(value: object, info: ValidationInfo) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise Expected("a file path")
+    path = Path(value).expanduser()
+    source = (info.context or {}).get("source")
+    return source.parent / path if not path.is_absolute() and source is not None else path
+
+
+class HistoryConfig(Section):
+    path: Annotated[Path, BeforeValidator(_history_path)] = defaults.HISTORY_PATH
+    retention: Duration = defaults.HISTORY_RETENTION
     """Samples older than this are deleted (then the file is vacuumed incrementally)."""
-    rebuild_window: float = 86400.0
+    rebuild_window: Duration = defaults.HISTORY_REBUILD_WINDOW
     """At start, estimators are rebuilt from the samples of this last stretch of time."""
-    prune_interval: float = 600.0
+    prune_interval: Duration = defaults.HISTORY_PRUNE_INTERVAL
 
 
-@dataclass(frozen=True)
-class EstimatorConfig:
-    """Tunables of ``sidecar.estimators`` (``metrics-strategy.md`` points 3 and 6)."""
+class EstimatorConfig(Section):
+    """Tunables of ``sidecar.estimators``."""
 
-    latency_tau: float = 900.0
-    throughput_tau: float = 7200.0
-    report_weight: float = 3.0
+    latency_tau: Duration = defaults.LATENCY_TAU
+    throughput_tau: Duration = defaults.THROUGHPUT_TAU
+    report_weight: Annotated[float, number(1.0, 100.0)] = defaults.REPORT_WEIGHT
     """A real download counts as this many probes."""
-    min_weight: float = 0.1
+    min_weight: Annotated[float, number(0.0, 1.0)] = defaults.MIN_WEIGHT
     """Smallest weight of a new sample, so a burst of samples is not ignored."""
-    sharp_drop_ratio: float = 0.5
+    sharp_drop_ratio: Annotated[float, number(0.0, 1.0)] = defaults.SHARP_DROP_RATIO
     """A throughput below this fraction of the estimate moves it fast."""
-    sharp_drop_weight: float = 0.75
-    min_throughput_bytes: int = 64 * 1024
+    sharp_drop_weight: Annotated[float, number(0.0, 1.0)] = defaults.SHARP_DROP_WEIGHT
+    min_throughput_bytes: Annotated[int, size(0, "bytes or '64KiB'")] = (
+        defaults.MIN_THROUGHPUT_BYTES
+    )
     """Smaller transfers measure latency, not throughput."""
-    eject_after: int = 3
+    eject_after: Annotated[int, integer(1)] = defaults.EJECT_AFTER
     """Consecutive local/server failures before a backend is ejected."""
-    eject_base: float = 60.0
-    eject_max: float = 1800.0
-    eject_jitter: float = 0.2
+    eject_base: Duration = defaults.EJECT_BASE
+    eject_max: Duration = defaults.EJECT_MAX
+    eject_jitter: Annotated[float, number(0.0, 0.9)] = defaults.EJECT_JITTER
+
+    _max_at_least_base = at_least("eject_max", "eject_base")
 
 
-@dataclass(frozen=True)
-class SidecarConfig:
-    """Everything the daemon reads at start; immutable and shared freely."""
-
-    strategy: StrategyConfig
-    node_id: str
-    server: ServerConfig = field(default_factory=ServerConfig)
-    history: HistoryConfig = field(default_factory=HistoryConfig)
-    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
-    source: Path | None = None
-    """The file read, or ``None`` when running on built-in defaults."""
-    sections: Mapping[str, Any] = field(default_factory=dict)
-    """Sections owned by other packages, parsed or raw: see :meth:`section`."""
-
-    def section(self, name: str) -> Any:
-        """A section this module does not own (``"probe"`` ...).
-
-        It is what the section parser given to :func:`load_config` returned, or
-        the raw table (``{}`` when absent) when no parser was given.
-        """
-        return self.sections.get(name, {})
+def _node_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise Expected("a string (empty: the host name)")
+    return value.strip() or socket.gethostname()
 
 
-#: Top-level tables parsed here; any other table must have a section parser or be known.
-_OWN_SECTIONS = {"server", "history", "estimator", STORE_TYPE_GROUP, METRICS_GROUP}
-_OWN_KEYS = {"location_strategy", "node_id"}
-#: Tables other packages own; accepted raw when their parser is not wired in.
-FOREIGN_SECTIONS = {"probe"}
+def _strategy_name(value: object) -> str:
+    valid = available_strategies()
+    if not isinstance(value, str) or value.strip() not in valid:
+        raise Expected(f"one of {', '.join(valid)}")
+    return value.strip()
 
 
-def default_section_parsers() -> dict[str, SectionParser]:
-    """Parsers of the sections other packages own, used by ``location-sidecar serve``.
+def _table(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise Expected("a table")
+    return dict(value)
 
-    A parser takes the raw table and returns a typed object, raising
-    :class:`ConfigError` (or :class:`strategies.errors.InvalidSetting`) when a
-    value is wrong. The probes package plugs in here, e.g.
-    ``{"probe": probes.config.parse_probe_section}``.
-    """
-    from sidecar.probe_config import parse_probe_section
 
-    return {"probe": parse_probe_section}
+Table = Annotated[dict[str, Any], BeforeValidator(_table)]
+
+
+class SidecarConfig(Section):
+    """Everything the daemon reads at start, in the file's shape; immutable, shared freely."""
+
+    node_id: Annotated[str, BeforeValidator(_node_id)] = Field(default="", validate_default=True)
+    location_strategy: Annotated[str, BeforeValidator(_strategy_name)] = (
+        defaults.SIDECAR_LOCATION_STRATEGY
+    )
+    store_type_location_strategy: Table = Field(default_factory=dict)
+    """Checked by ``StrategyConfig.from_mapping``: read :attr:`strategy`."""
+    metrics_location_strategy: Table = Field(default_factory=dict)
+    """Checked by ``StrategyConfig.from_mapping``: read :attr:`strategy`."""
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    _strategy: StrategyConfig = PrivateAttr()
+    _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _build_strategy(self, info: ValidationInfo) -> SidecarConfig:
+        store_group = dict(self.store_type_location_strategy)
+        store_group.setdefault("store_type_preference", list(defaults.STORE_TYPE_PREFERENCE))
+        metrics_group = dict(self.metrics_location_strategy)
+        if not metrics_group.get("local_ceph_fsid"):
+            fsid = read_ceph_fsid(CEPH_CONF)
+            if fsid:
+                metrics_group["local_ceph_fsid"] = fsid
+        try:
+            self._strategy = StrategyConfig.from_mapping(
+                {
+                    "location_strategy": self.location_strategy,
+                    "node_id": self.node_id,
+                    STORE_TYPE_GROUP: store_group,
+                    METRICS_GROUP: metrics_group,
+                }
+            )
+        except InvalidSetting as exc:
+            raise Expected(exc.expected, key=exc.key, shown=exc.value) from None
+        self._source = (info.context or {}).get("source")
+        return self
+
+    @property
+    def strategy(self) -> StrategyConfig:
+        """The ranking's settings (strategy, store preference, metrics policy)."""
+        return self._strategy
+
+    @property
+    def source(self) -> Path | None:
+        """The file read, or ``None`` when running on built-in defaults."""
+        return self._source
 
 
 def checkout_root() -> Path | None:
@@ -147,16 +253,14 @@ def checkout_root() -> Path | None:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    section_parsers: Mapping[str, SectionParser] | None = None,
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
 ) -> SidecarConfig:
     """Read, override from the environment and check the configuration.
 
     ``path`` (the ``--config`` flag) wins over ``LOCATION_SIDECAR_CONFIG``, which
     wins over ``/etc/location-sidecar/sidecar.toml``. When that default file is
     absent, built-in defaults apply, with state under ``./var/`` in a checkout.
+    Logs a warning when the file holds ``server.auth_token`` and others may read it.
     """
     env = os.environ if env is None else env
     explicit = path if path is not None else env.get(ENV_PREFIX + "CONFIG") or None
@@ -173,13 +277,37 @@ def load_config(
         root = checkout_root()
         if root is not None:
             defaults_history = root / "var" / "history.db"
+    server = data.get("server")
+    token_in_file = isinstance(server, dict) and server.get("auth_token") is not None
     for name, keys in ENV_OVERRIDES.items():
         value = env.get(ENV_PREFIX + name)
         if value is not None and value != "":
             _set(data, keys, value)
-    return parse_config(
-        data, source=source, default_history=defaults_history, section_parsers=section_parsers
+    config = parse_config(data, source=source, default_history=defaults_history)
+    if source is not None and token_in_file:
+        warn_if_readable_by_others(source)
+    return config
+
+
+def warn_if_readable_by_others(path: Path) -> bool:
+    """Log one warning when ``path`` (holding a token) is readable by group or others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return False
+    LOG.warning(
+        "%s holds server.auth_token but is readable by %s (mode %04o): chmod 600 it",
+        path,
+        "group and others"
+        if mode & stat.S_IRGRP and mode & stat.S_IROTH
+        else "group"
+        if mode & stat.S_IRGRP
+        else "others",
+        stat.S_IMODE(mode),
     )
+    return True
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -208,93 +336,18 @@ def parse_config(
     *,
     source: Path | None = None,
     default_history: Path = DEFAULT_HISTORY_PATH,
-    section_parsers: Mapping[str, SectionParser] | None = None,
 ) -> SidecarConfig:
     """Check a TOML-shaped mapping; raises :class:`ConfigError`."""
-    parsers = dict(section_parsers or {})
-    for key, value in data.items():
-        if key in _OWN_KEYS:
-            continue
-        if key in _OWN_SECTIONS or key in parsers or key in FOREIGN_SECTIONS:
-            if not isinstance(value, Mapping):
-                raise ConfigError(key, value, "a table")
-            continue
-        raise ConfigError(key, value, "a known key (see deploy/location-sidecar.toml)")
-
-    node_id = data.get("node_id", "")
-    if not isinstance(node_id, str):
-        raise ConfigError("node_id", node_id, "a string (empty: the host name)")
-    node_id = node_id.strip() or socket.gethostname()
-
-    strategy = _strategy(data, node_id)
-    server = _server(_table(data, "server"))
-    history = _history(_table(data, "history"), default_history, source)
-    estimator = _estimator(_table(data, "estimator"))
-
-    sections: dict[str, Any] = {}
-    for name in sorted(set(parsers) | FOREIGN_SECTIONS):
-        raw = _table(data, name)
-        if name not in parsers:
-            sections[name] = raw
-            continue
-        try:
-            sections[name] = parsers[name](raw)
-        except InvalidSetting as exc:
-            key = exc.key if exc.key.startswith(name) else f"{name}.{exc.key}"
-            raise ConfigError(key, exc.value, exc.expected) from None
-    return SidecarConfig(
-        strategy=strategy,
-        node_id=node_id,
-        server=server,
-        history=history,
-        estimator=estimator,
-        source=source,
-        sections=sections,
-    )
-
-
-def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(name, value, "a table")
-    return value
-
-
-def _check_keys(table: Mapping[str, Any], section: str, known: set[str]) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{section}.{key}", table[key], f"one of {', '.join(sorted(known))}")
-
-
-def _strategy(data: Mapping[str, Any], node_id: str) -> StrategyConfig:
-    name = data.get("location_strategy", DEFAULT_STRATEGY)
-    valid = available_strategies()
-    if not isinstance(name, str) or name.strip() not in valid:
-        raise ConfigError("location_strategy", name, f"one of {', '.join(valid)}")
-    store_group = dict(_table(data, STORE_TYPE_GROUP))
-    _check_keys(store_group, STORE_TYPE_GROUP, {"store_type_preference"})
-    preference = store_group.setdefault("store_type_preference", list(DEFAULT_PREFERENCE))
-    if not isinstance(preference, list) or not all(isinstance(p, str) for p in preference):
-        raise ConfigError(
-            f"{STORE_TYPE_GROUP}.store_type_preference", preference, "a list of store names"
-        )
-    metrics_group = dict(_table(data, METRICS_GROUP))
-    if not metrics_group.get("local_ceph_fsid"):
-        fsid = read_ceph_fsid(CEPH_CONF)
-        if fsid:
-            metrics_group["local_ceph_fsid"] = fsid
-    mapping = {
-        "location_strategy": name,
-        "node_id": node_id,
-        STORE_TYPE_GROUP: store_group,
-        METRICS_GROUP: metrics_group,
-    }
+    data = dict(data)
+    history = data.get("history", {})
+    if isinstance(history, Mapping) and "path" not in history:
+        data["history"] = {**history, "path": default_history}
     try:
-        return StrategyConfig.from_mapping(mapping)
-    except InvalidSetting as exc:
-        raise ConfigError(exc.key, exc.value, exc.expected) from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(METRICS_GROUP, metrics_group, str(exc)) from None
+        return SidecarConfig.model_validate(data, context={"source": source})
+    except ValidationError as exc:
+        raise config_error(
+            exc, SidecarConfig, "a known key (see deploy/location-sidecar.toml)"
+        ) from None
 
 
 def read_ceph_fsid(path: Path) -> str | None:
@@ -309,102 +362,3 @@ def read_ceph_fsid(path: Path) -> str | None:
         if parser.has_option(section, "fsid"):
             return parser.get(section, "fsid").strip() or None
     return None
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("server.listen", listen, "host:port, e.g. 127.0.0.1:29292")
-    return host, int(port)
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a loopback IP literal; any other name may resolve anywhere."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _server(table: Mapping[str, Any]) -> ServerConfig:
-    _check_keys(table, "server", {"listen", "log_level", "auth_token", "metrics_auth"})
-    listen = table.get("listen", DEFAULT_LISTEN)
-    if not isinstance(listen, str):
-        raise ConfigError("server.listen", listen, "host:port, e.g. 127.0.0.1:29292")
-    _split_listen(listen)
-    level = table.get("log_level", "info")
-    levels = ("critical", "error", "warning", "info", "debug")
-    if level not in levels:
-        raise ConfigError("server.log_level", level, f"one of {', '.join(levels)}")
-    token = table.get("auth_token")
-    if token is not None and (
-        not isinstance(token, str) or len(token.strip()) < 16 or not token.isprintable()
-    ):
-        # never echo a token, not even a bad one
-        raise ConfigError("server.auth_token", "<hidden>", "a printable string of 16+ characters")
-    token = token.strip() if token else None
-    metrics_auth = table.get("metrics_auth", True)
-    if not isinstance(metrics_auth, bool):
-        raise ConfigError("server.metrics_auth", metrics_auth, "true or false")
-    if token is None and not is_loopback_host(_split_listen(listen)[0]):
-        raise ConfigError(
-            "server.listen", listen, "a loopback address unless server.auth_token is set"
-        )
-    return ServerConfig(listen=listen, log_level=level, auth_token=token, metrics_auth=metrics_auth)
-
-
-def _history(table: Mapping[str, Any], default_path: Path, source: Path | None) -> HistoryConfig:
-    _check_keys(table, "history", {"path", "retention", "rebuild_window", "prune_interval"})
-    defaults = HistoryConfig()
-    raw = table.get("path", str(default_path))
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigError("history.path", raw, "a file path")
-    path = Path(raw).expanduser()
-    if not path.is_absolute() and source is not None:
-        path = source.parent / path
-    return HistoryConfig(
-        path=path,
-        retention=duration_setting(table, "history", "retention", defaults.retention),
-        rebuild_window=duration_setting(
-            table, "history", "rebuild_window", defaults.rebuild_window
-        ),
-        prune_interval=duration_setting(
-            table, "history", "prune_interval", defaults.prune_interval
-        ),
-    )
-
-
-def _estimator(table: Mapping[str, Any]) -> EstimatorConfig:
-    d = EstimatorConfig()
-    known = set(EstimatorConfig.__dataclass_fields__)
-    _check_keys(table, "estimator", known)
-    s = "estimator"
-    size_value = table.get("min_throughput_bytes", d.min_throughput_bytes)
-    try:
-        min_bytes = parse_size(size_value, name=f"{s}.min_throughput_bytes")
-    except ValueError:
-        raise ConfigError(f"{s}.min_throughput_bytes", size_value, "bytes or '64KiB'") from None
-    eject_after = table.get("eject_after", d.eject_after)
-    if isinstance(eject_after, bool) or not isinstance(eject_after, int) or eject_after < 1:
-        raise ConfigError(f"{s}.eject_after", eject_after, "an integer >= 1")
-    config = EstimatorConfig(
-        latency_tau=duration_setting(table, s, "latency_tau", d.latency_tau),
-        throughput_tau=duration_setting(table, s, "throughput_tau", d.throughput_tau),
-        report_weight=number_setting(table, s, "report_weight", d.report_weight, 1.0, 100.0),
-        min_weight=number_setting(table, s, "min_weight", d.min_weight, 0.0, 1.0),
-        sharp_drop_ratio=number_setting(table, s, "sharp_drop_ratio", d.sharp_drop_ratio, 0.0, 1.0),
-        sharp_drop_weight=number_setting(
-            table, s, "sharp_drop_weight", d.sharp_drop_weight, 0.0, 1.0
-        ),
-        min_throughput_bytes=min_bytes,
-        eject_after=eject_after,
-        eject_base=duration_setting(table, s, "eject_base", d.eject_base),
-        eject_max=duration_setting(table, s, "eject_max", d.eject_max),
-        eject_jitter=number_setting(table, s, "eject_jitter", d.eject_jitter, 0.0, 0.9),
-    )
-    if config.eject_max < config.eject_base:
-        raise ConfigError(f"{s}.eject_max", table.get("eject_max"), "at least eject_base")
-    return config

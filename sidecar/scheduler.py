@@ -34,7 +34,7 @@ import probes
 from probes import ProbeLimits, ProbeResult, ProbeTarget, TokenCache
 from probes.rbd import bindings as rbd_bindings
 from sidecar.history import HistoryError
-from sidecar.probe_config import ProbeConfig, parse_probe_section
+from sidecar.probe_config import ProbeConfig
 from sidecar.probe_metrics import ProbeMetrics
 from sidecar.probe_plan import Due, ProbePlanner
 from sidecar.samples import Sample
@@ -141,8 +141,7 @@ class ProbeScheduler:
     @classmethod
     def install(cls, app: SidecarApp, **kwargs: Any) -> ProbeScheduler:
         """Build the scheduler from the app's ``[probe]`` section and start it with the app."""
-        section = app.config.section("probe")
-        config = section if isinstance(section, ProbeConfig) else parse_probe_section(section)
+        config = app.config.probe
         scheduler = cls(app, config, **kwargs)
         if config.enabled and (config.targets or config.learn_from or config.file_roots):
             app.add_background_task("probe-scheduler", scheduler.run)

@@ -29,12 +29,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from strategies import defaults
+
 DAY = 86400.0
 STEPS_PER_DECADE = 10
 UNMEASURED = 0
 EJECTED = -1
 MIN_SECONDS = 1e-6
-DEFAULT_IMAGE_SIZE = 1024**3
+DEFAULT_IMAGE_SIZE = defaults.IMAGE_SIZE
 SAFE_STORE_ID = re.compile(r"[\w.+-]{1,255}", re.ASCII)
 """Store ids that can be an INI section name; callers choose them, so others are skipped."""
 

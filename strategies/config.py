@@ -7,19 +7,19 @@ group ``store_type_location_strategy``) so operators reuse what they know.
 from __future__ import annotations
 
 import configparser
-import math
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from strategies import defaults
 from strategies.errors import InvalidSetting
 from strategies.metrics import MetricsPolicy
 from strategies.store_type import normalize_preference
 from strategies.units import parse_duration, parse_size
 
-DEFAULT_STRATEGY = "location_order"
+DEFAULT_STRATEGY = defaults.GLANCE_LOCATION_STRATEGY
 STORE_TYPE_GROUP = "store_type_location_strategy"
 METRICS_GROUP = "metrics_location_strategy"
 _METRICS_KEYS = {"max_age", "default_image_size", "near_tie_band", "local_ceph_fsid", "file_roots"}
@@ -53,18 +53,20 @@ class StrategyConfig:
             key = sorted(unknown)[0]
             raise InvalidSetting(f"{STORE_TYPE_GROUP}.{key}", group[key], "no such key")
         preference = group.get("store_type_preference", [])
-        if not isinstance(preference, list | tuple | str):
+        if not isinstance(preference, list | tuple):
             raise InvalidSetting(
                 f"{STORE_TYPE_GROUP}.store_type_preference", preference, "a list of store names"
             )
         node_id = data.get("node_id") or ""
         if not isinstance(node_id, str):
             raise InvalidSetting("node_id", node_id, "a string")
-        return cls(
-            location_strategy=strategy,
-            store_type_preference=list(normalize_preference(preference)),
-            metrics=_metrics_policy(_section(data, METRICS_GROUP), node_id or socket.gethostname()),
-        )
+        metrics = _metrics_policy(_section(data, METRICS_GROUP), node_id or socket.gethostname())
+        try:
+            return cls(strategy, list(preference), metrics)
+        except TypeError:  # a name that is not a string
+            raise InvalidSetting(
+                f"{STORE_TYPE_GROUP}.store_type_preference", preference, "a list of store names"
+            ) from None
 
     @classmethod
     def from_glance_ini(cls, path: str | os.PathLike[str]) -> StrategyConfig:
@@ -98,15 +100,6 @@ def _metrics_policy(group: Mapping[str, Any], node_id: str) -> MetricsPolicy:
             group[key],
             f"no such key; known: {', '.join(sorted(_METRICS_KEYS))}",
         )
-    defaults = MetricsPolicy()
-    band = group.get("near_tie_band", defaults.near_tie_band)
-    if (
-        isinstance(band, bool)
-        or not isinstance(band, int | float)
-        or not math.isfinite(band)
-        or band < 1
-    ):
-        raise InvalidSetting(f"{METRICS_GROUP}.near_tie_band", band, "a number >= 1.0")
     fsid = group.get("local_ceph_fsid") or None
     if fsid is not None and not isinstance(fsid, str):
         raise InvalidSetting(f"{METRICS_GROUP}.local_ceph_fsid", fsid, "a string")
@@ -115,19 +108,20 @@ def _metrics_policy(group: Mapping[str, Any], node_id: str) -> MetricsPolicy:
         isinstance(r, str) and r.startswith("/") for r in roots
     ):
         raise InvalidSetting(f"{METRICS_GROUP}.file_roots", roots, "a list of absolute paths")
-    max_age = parse_duration(
-        group.get("max_age", defaults.max_age), name=f"{METRICS_GROUP}.max_age"
-    )
-    if max_age <= 0:
-        raise InvalidSetting(f"{METRICS_GROUP}.max_age", max_age, "a positive duration")
-    return MetricsPolicy(
-        max_age=max_age,
-        default_image_size=parse_size(
-            group.get("default_image_size", defaults.default_image_size),
-            name=f"{METRICS_GROUP}.default_image_size",
-        ),
-        near_tie_band=float(band),
-        local_ceph_fsid=fsid.strip() if fsid else None,
-        node_id=node_id,
-        file_roots=tuple(roots),
-    )
+    max_age = group.get("max_age", defaults.MAX_AGE)
+    size = group.get("default_image_size", defaults.IMAGE_SIZE)
+    try:  # units are parsed here; MetricsPolicy checks the values
+        return MetricsPolicy(
+            max_age=parse_duration(max_age, name=f"{METRICS_GROUP}.max_age"),
+            default_image_size=parse_size(size, name=f"{METRICS_GROUP}.default_image_size"),
+            near_tie_band=group.get("near_tie_band", defaults.NEAR_TIE_BAND),
+            local_ceph_fsid=fsid.strip() if fsid else None,
+            node_id=node_id,
+            file_roots=tuple(roots),
+        )
+    except InvalidSetting as exc:
+        if exc.key.startswith(METRICS_GROUP):
+            raise
+        raise InvalidSetting(
+            f"{METRICS_GROUP}.{exc.key}", group.get(exc.key, exc.value), exc.expected
+        ) from None

@@ -26,16 +26,16 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from strategies import defaults
 from strategies._glance_conf import glance_store_type_preference
 from strategies._validate import check_locations, url_of
 from strategies.backends import Backend, backend_of
+from strategies.errors import InvalidSetting
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
 Mode = Literal["metrics", "fallback"]
 Group = Literal["local", "fresh", "stale", "ejected", "invalid"]
-
-GiB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -59,23 +59,35 @@ class BackendStats:
 class MetricsPolicy:
     """Tunables of the ranking; defaults are starting points, ``bench/`` decides."""
 
-    max_age: float = 900.0
-    default_image_size: int = GiB
-    near_tie_band: float = 1.25
+    max_age: float = defaults.MAX_AGE
+    default_image_size: int = defaults.IMAGE_SIZE
+    near_tie_band: float = defaults.NEAR_TIE_BAND
     local_ceph_fsid: str | None = None
     node_id: str = ""
     file_roots: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.max_age) and self.max_age > 0):
-            raise ValueError(f"max_age must be a positive number of seconds, got {self.max_age!r}")
-        if isinstance(self.default_image_size, bool) or self.default_image_size < 0:
-            raise ValueError(
-                f"default_image_size must be a non-negative number of bytes, "
-                f"got {self.default_image_size!r}"
+        # The one check of these values: the config readers only parse units.
+        if not (_is_number(self.max_age) and math.isfinite(self.max_age) and self.max_age > 0):
+            raise InvalidSetting("max_age", self.max_age, "a positive number of seconds")
+        if (
+            isinstance(self.default_image_size, bool)
+            or not isinstance(self.default_image_size, int)
+            or self.default_image_size < 0
+        ):
+            raise InvalidSetting(
+                "default_image_size", self.default_image_size, "a non-negative number of bytes"
             )
-        if not (math.isfinite(self.near_tie_band) and self.near_tie_band >= 1.0):
-            raise ValueError(f"near_tie_band must be >= 1.0, got {self.near_tie_band!r}")
+        if not (
+            _is_number(self.near_tie_band)
+            and math.isfinite(self.near_tie_band)
+            and self.near_tie_band >= 1.0
+        ):
+            raise InvalidSetting("near_tie_band", self.near_tie_band, "a number >= 1.0")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class StatsUnavailable(Exception):

@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from strategies import defaults
 from strategies._validate import check_locations, url_of
 from strategies.failures import ErrorClass
 from strategies.sidecar_client import SidecarError, default_url, request_json
@@ -58,8 +59,8 @@ from strategies.store_type import order as store_type_order
 
 Mode = Literal["metrics", "fallback", "static", "sidecar_down"]
 
-#: Used when the sidecar is down: a clone or a local read first, then the network stores.
-DEFAULT_PREFERENCE = ("rbd", "file", "http", "swift", "s3", "cinder", "vmware")
+#: Used when the sidecar is down: the sidecar's own fallback order, so both sides agree.
+DEFAULT_PREFERENCE = defaults.STORE_TYPE_PREFERENCE
 
 
 @dataclass(frozen=True)

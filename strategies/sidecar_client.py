@@ -29,9 +29,10 @@ import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from strategies import defaults
 from strategies.metrics import BackendStats, StatsUnavailable
 
-DEFAULT_URL = "http://127.0.0.1:29292"
+DEFAULT_URL = defaults.SIDECAR_URL
 URL_ENV = "LOCATION_SIDECAR_URL"
 TOKEN_ENV = "LOCATION_SIDECAR_TOKEN"
 """The bearer token, when the sidecar has ``server.auth_token`` set."""

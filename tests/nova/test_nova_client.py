@@ -128,8 +128,9 @@ def test_sidecar_down_falls_back_to_store_type_and_says_why(tmp_path: Path) -> N
     ]
     plan = nova.plan_download(locations, sidecar_url=f"http://127.0.0.1:{free_port()}", timeout=0.5)
     assert plan.mode == "sidecar_down"
-    assert "unreachable" in plan.reason and "rbd,file,http,swift" in plan.reason
-    assert plan.prefer == ["local", "web", "s"]
+    # the sidecar's own fallback order (one default for both sides): swift before http
+    assert "unreachable" in plan.reason and "rbd,file,swift,http,s3" in plan.reason
+    assert plan.prefer == ["local", "s", "web"]
     assert plan.ranked == []
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.config import ConfigError, default_section_parsers, load_config, parse_config
-from sidecar.probe_config import ProbeConfig, parse_probe_section
+from sidecar.config import ConfigError, load_config, parse_config
+from sidecar.probe_config import ProbeConfig
 from tests.sidecar.support import ROOT, run_cli
 from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
@@ -77,39 +77,41 @@ def test_probe_never_waits_past_its_timeout(http_servers: Callable[..., RangeSer
 
 
 def test_example_config_has_every_probe_key_with_its_default() -> None:
-    loaded = load_config(EXAMPLE, env={}, section_parsers=default_section_parsers())
-    assert loaded.section("probe") == ProbeConfig()
+    loaded = load_config(EXAMPLE, env={})
+    assert loaded.probe == ProbeConfig()
     text = EXAMPLE.read_text()
-    for name in set(ProbeConfig.__dataclass_fields__) - {"targets"}:
+    for name in set(ProbeConfig.model_fields) - {"targets"}:
         assert f"\n{name} = " in text, name
     assert "\n# [[probe.targets]]\n" in text
 
 
 def test_probe_section_values() -> None:
-    parsed = parse_probe_section(
+    parsed = parse_config(
         {
-            "latency_interval": "1m",
-            "throughput_bytes": "1MiB",
-            "budget_per_hour": "10MiB",
-            "learn_from": ["*.Swift.example.org"],
-            "file_roots": ["/var/lib/glance/images"],
-            "targets": [
-                {"url": "https://mirror.example.org/probe", "ca_file": "/etc/ssl/ca.pem"},
-                {
-                    "url": "s3+http://s3.example.org/bucket/probe",
-                    "access_key": "AK",
-                    "secret_key": "SK-secret",
-                },
-                {
-                    "url": "swift+https://swift.example.org/v1/AUTH_p/c/o",
-                    "user": "p:u",
-                    "key": "k-secret",
-                    "auth_url": "https://keystone.example.org/v3",
-                },
-                {"url": "file:///var/lib/glance/images/probe"},
-            ],
+            "probe": {
+                "latency_interval": "1m",
+                "throughput_bytes": "1MiB",
+                "budget_per_hour": "10MiB",
+                "learn_from": ["*.Swift.example.org"],
+                "file_roots": ["/var/lib/glance/images"],
+                "targets": [
+                    {"url": "https://mirror.example.org/probe", "ca_file": "/etc/ssl/ca.pem"},
+                    {
+                        "url": "s3+http://s3.example.org/bucket/probe",
+                        "access_key": "AK",
+                        "secret_key": "SK-secret",
+                    },
+                    {
+                        "url": "swift+https://swift.example.org/v1/AUTH_p/c/o",
+                        "user": "p:u",
+                        "key": "k-secret",
+                        "auth_url": "https://keystone.example.org/v3",
+                    },
+                    {"url": "file:///var/lib/glance/images/probe"},
+                ],
+            }
         }
-    )
+    ).probe
     assert parsed.latency_interval == 60 and parsed.throughput_bytes == MiB
     assert parsed.learn_from == ("*.swift.example.org",)
     assert parsed.host_allowed("a.swift.example.org", "x") and not parsed.host_allowed("b.org", "y")
@@ -142,7 +144,7 @@ def test_probe_section_errors_name_the_key_and_hide_secrets(
     table: dict[str, Any], key: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"probe": table}, section_parsers=default_section_parsers())
+        parse_config({"probe": table})
     message = str(info.value)
     assert key in message and "expected" in message
     assert "Hidden-42" not in message

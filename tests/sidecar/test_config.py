@@ -9,7 +9,8 @@ import pytest
 
 from sidecar import config as config_module
 from sidecar.config import ConfigError, load_config, parse_config
-from tests.sidecar.support import ROOT, run_cli
+from sidecar.probe_config import ProbeConfig
+from tests.sidecar.support import ROOT, SidecarProcess, make_config, run_cli, write_toml
 
 EXAMPLE = ROOT / "deploy" / "location-sidecar.toml"
 
@@ -97,12 +98,12 @@ def test_invalid_settings_name_key_value_and_expectation(data: dict[str, Any], k
     assert key in message and "expected" in message and "\n" not in message
 
 
-def test_foreign_sections_are_kept_for_their_owners() -> None:
-    raw = {"probe": {"interval": "5m", "targets": [{"url": "https://a/x"}]}}
-    assert parse_config(raw).section("probe")["interval"] == "5m"
-    parsed = parse_config(raw, section_parsers={"probe": lambda table: len(table["targets"])})
-    assert parsed.section("probe") == 1
-    assert parse_config({}).section("probe") == {}
+def test_the_probe_section_is_a_typed_part_of_the_config() -> None:
+    raw = {"probe": {"latency_interval": "5m", "targets": [{"url": "https://a/x"}]}}
+    parsed = parse_config(raw).probe
+    assert parsed.latency_interval == 300.0
+    assert [t.url for t in parsed.targets] == ["https://a/x"]
+    assert parse_config({}).probe == ProbeConfig()
 
 
 def test_ceph_fsid_is_read_from_ceph_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,11 +135,56 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", env={})
 
 
-def test_a_section_parser_error_is_a_config_error() -> None:
-    from strategies.errors import InvalidSetting
+def test_a_probe_section_error_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"probe\.latency_interval = 'x': expected seconds or a"):
+        parse_config({"probe": {"latency_interval": "x"}})
 
-    def parse(table: Any) -> None:
-        raise InvalidSetting("interval", table.get("interval"), "a duration")
 
-    with pytest.raises(ConfigError, match=r"probe\.interval = 'x': expected a duration"):
-        parse_config({"probe": {"interval": "x"}}, section_parsers={"probe": parse})
+TOKEN = "a-token-of-32-characters-exactly"
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+def test_a_token_file_readable_by_others_gets_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warned: bool
+) -> None:
+    path = tmp_path / "sidecar.toml"
+    path.write_text(f'[server]\nauth_token = "{TOKEN}"\n')
+    path.chmod(mode)
+    with caplog.at_level("WARNING", logger="sidecar.config"):
+        loaded = load_config(path, env={})
+    assert loaded.server.auth_token == TOKEN
+    lines = [r.getMessage() for r in caplog.records]
+    if warned:
+        assert len(lines) == 1 and str(path) in lines[0] and "chmod 600" in lines[0]
+        assert TOKEN not in lines[0]
+    else:
+        assert lines == []
+
+
+def test_no_warning_without_a_token_in_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "sidecar.toml"
+    path.write_text('[server]\nlog_level = "info"\n')
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="sidecar.config"):
+        load_config(path, env={"LOCATION_SIDECAR_TOKEN": TOKEN})
+    assert caplog.records == []
+
+
+def test_serve_warns_at_start_up_about_a_readable_token_file_and_still_starts(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    path = write_toml(tmp_path / "sidecar.toml", config, f'auth_token = "{TOKEN}"\n')
+    # write_toml ends with [history]: put the token under [server] instead
+    text = path.read_text().replace(f'auth_token = "{TOKEN}"\n', "")
+    path.write_text(text.replace("[server]\n", f'[server]\nauth_token = "{TOKEN}"\n'))
+    path.chmod(0o644)
+    with SidecarProcess(path) as proc:
+        proc.start(f"http://{config.server.listen}")
+        assert proc.terminate() in (0, -15)
+        output = proc.output()
+    warnings = [line for line in output.splitlines() if "readable by" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "auth_token" in warnings[0]
+    assert TOKEN not in output
