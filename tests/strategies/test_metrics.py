@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from strategies import StrategyConfig, get_ordered_locations
+from strategies import StrategyConfig, get_ordered_locations, metrics
 from strategies.metrics import (
     BackendStats,
     InMemoryStatsSource,
     MetricsPolicy,
+    RankContext,
+    Ranking,
     StatsUnavailable,
-    rank,
     rank_with_source,
 )
 
@@ -27,6 +28,13 @@ SWIFT = "swift+http://u:k@127.0.0.4:8080/auth/v1.0/c/img"
 S3 = "s3+http://AK:SK@127.0.0.5:9000/b/img"
 LOCAL_RBD = "rbd://local-fsid/images/img/snap"
 REMOTE_RBD = "rbd://other-fsid/images/img/snap"
+
+
+def rank(
+    locations: list[dict[str, Any]], *, stats: dict[str, BackendStats], now: float, **kwargs: Any
+) -> Ranking:
+    """Place the locations once into a context, then rank it."""
+    return metrics.rank(RankContext.of(locations, now=now, **kwargs), stats)
 
 
 def loc(url: str | None, store: str = "") -> dict[str, Any]:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from strategies import BackendStats, InMemoryStatsSource, StrategyConfig, get_ordered_locations
 from strategies.backends import store_of
-from strategies.metrics import MetricsPolicy, rank
+from strategies.metrics import MetricsPolicy, RankContext, rank
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
@@ -158,7 +158,8 @@ def test_location_order_is_identity(locations: list[dict[str, Any]]) -> None:
 def test_metrics_groups_are_ordered_and_stale_ones_follow_store_type(
     locations: list[dict[str, Any]], preference: list[str], stats: dict[str, BackendStats]
 ) -> None:
-    ranking = rank(locations, stats=stats, now=1000.0, store_type_preference=preference)
+    context = RankContext.of(locations, now=1000.0, store_type_preference=preference)
+    ranking = rank(context, stats)
     order = {"local": 0, "fresh": 1, "stale": 2, "ejected": 3, "invalid": 4}
     groups = [order[r.group] for r in ranking.locations]
     assert groups == sorted(groups)
