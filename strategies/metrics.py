@@ -21,17 +21,16 @@ written from it.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from strategies._glance_conf import glance_store_type_preference
-from strategies._validate import check_locations, url_of
-from strategies.backends import Backend, backend_of
+from strategies.placement import Placed, place, place_all
+from strategies.reasons import Mode, RankedLocation, Ranking, Reason, why_text
 from strategies.stats import BackendStats, Freshness
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
@@ -55,9 +54,6 @@ __all__ = [
     "rank",
     "rank_with_source",
 ]
-
-Mode = Literal["metrics", "fallback"]
-Group = Literal["local", "fresh", "stale", "ejected", "invalid"]
 
 GiB = 1024**3
 
@@ -110,135 +106,12 @@ class InMemoryStatsSource:
         return {key: self.stats[key] for key in keys if key in self.stats}
 
 
-class Reason(enum.Enum):
-    """Why a location holds its place: what code branches on (``why`` is for people)."""
-
-    LOCAL_CLONE = "local_clone"
-    """An ``rbd://`` location on this node's own Ceph cluster."""
-    LOWEST_COST = "lowest_cost"
-    NEAR_TIE = "near_tie"
-    """Within ``near_tie_band`` of the best: spread by node and image."""
-    COSTLIER = "costlier"
-    NEVER_MEASURED = "never_measured"
-    STALE = "stale"
-    """No good sample, or the newest one is older than ``max_age``."""
-    NO_ESTIMATE = "no_estimate"
-    UNUSABLE = "unusable"
-    """The statistics hold a non-finite or impossible value, or give no finite cost."""
-    EJECTED = "ejected"
-    NO_URL = "no_url"
-    UNPLACEABLE = "unplaceable"
-
-    @property
-    def group(self) -> Group:
-        return _GROUPS[self]
-
-
-_GROUPS: dict[Reason, Group] = {
-    Reason.LOCAL_CLONE: "local",
-    Reason.LOWEST_COST: "fresh",
-    Reason.NEAR_TIE: "fresh",
-    Reason.COSTLIER: "fresh",
-    Reason.NEVER_MEASURED: "stale",
-    Reason.STALE: "stale",
-    Reason.NO_ESTIMATE: "stale",
-    Reason.UNUSABLE: "stale",
-    Reason.EJECTED: "ejected",
-    Reason.NO_URL: "invalid",
-    Reason.UNPLACEABLE: "invalid",
-}
-
-_WHY: dict[Reason, str] = {
-    Reason.LOCAL_CLONE: "this node's Ceph cluster: copy-on-write clone, no copy",
-    Reason.LOWEST_COST: "fresh: {cost}, the lowest cost",
-    Reason.NEAR_TIE: "fresh: {cost}, within {band:g}x of the best: spread by node and image",
-    Reason.COSTLIER: "fresh: {cost} ({ratio:.2f}x the best)",
-    Reason.NEVER_MEASURED: "never measured: store_type order",
-    Reason.STALE: "stale ({detail}, max_age {max_age:.0f} s): store_type order",
-    Reason.NO_ESTIMATE: "no {detail} estimate yet: store_type order",
-    Reason.UNUSABLE: "unusable statistics ({detail}): store_type order",
-    Reason.EJECTED: "ejected for {left} more{detail}: tried last",
-    Reason.NO_URL: "no URL: kept at the end",
-    Reason.UNPLACEABLE: "cannot place URL: {detail}: kept at the end",
-}
-
-
-def why_text(reason: Reason, **details: Any) -> str:
-    """The human explanation of ``reason``, filled in with its details."""
-    return _WHY[reason].format(**details)
-
-
-@dataclass(frozen=True)
-class RankedLocation:
-    """One location of the answer, with the reason for its place."""
-
-    location: dict[str, Any]
-    reason: Reason
-    why: str
-    """``reason`` in words, with its figures (:func:`why_text`)."""
-    backend: str | None = None
-    """Redacted backend key (``None`` when the URL cannot be placed)."""
-    expected_seconds: float | None = None
-    latency_seconds: float | None = None
-    throughput_bytes_per_second: float | None = None
-    age_seconds: float | None = None
-
-    @property
-    def group(self) -> Group:
-        return self.reason.group
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """The ordered answer and how it was reached."""
-
-    mode: Mode
-    reason: str
-    locations: list[RankedLocation]
-
-    def ordered(self) -> list[dict[str, Any]]:
-        return [ranked.location for ranked in self.locations]
-
-
 def get_strategy_name() -> str:
     return "metrics"
 
 
 def init() -> None:
     """Nothing to prepare: statistics arrive with each call."""
-
-
-# -- placing locations on backends (once per request) ------------------------------------
-
-
-class Placed(NamedTuple):
-    """A location and the backend its URL belongs to."""
-
-    location: dict[str, Any]
-    backend: Backend | None
-    error: str | None = None
-    """Why the URL cannot be placed; ``None`` with no backend: there is no URL."""
-
-
-def place(location: dict[str, Any], uri_key: str = "url", file_roots: Iterable[str] = ()) -> Placed:
-    """The backend a location's URL belongs to, or why it has none; never raises."""
-    url = url_of(location, uri_key)
-    if url is None:
-        return Placed(location, None)
-    try:
-        return Placed(location, backend_of(url, file_roots=file_roots))
-    except ValueError as exc:
-        return Placed(location, None, str(exc))
-
-
-def place_all(
-    locations: Sequence[dict[str, Any]] | None, uri_key: str = "url", file_roots: Iterable[str] = ()
-) -> tuple[Placed, ...]:
-    """Check ``locations`` (raising on malformed input) and place each one."""
-    roots = tuple(file_roots)
-    return tuple(
-        place(location, uri_key, roots) for location in check_locations(locations, uri_key)
-    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from strategies import StrategyConfig, get_ordered_locations, metrics
+from strategies import StrategyConfig, get_ordered_locations, metrics, placement
 from strategies.metrics import (
     BackendStats,
     InMemoryStatsSource,
@@ -301,13 +301,13 @@ def test_fresh_locations_carry_every_figure_in_every_place() -> None:
 
 def test_locations_are_checked_and_placed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    check = metrics.check_locations
+    check = placement.check_locations
 
     def counting(locations: Any, uri_key: str = "url") -> list[dict[str, Any]]:
         calls.append(1)
         return check(locations, uri_key)
 
-    monkeypatch.setattr(metrics, "check_locations", counting)
+    monkeypatch.setattr(placement, "check_locations", counting)
     source = InMemoryStatsSource({"http://127.0.0.2:8080": good(0.01, MiB)})
     ranking = rank_with_source([loc(FAST_HTTP), loc(S3)], stats_source=source, now=NOW)
     assert ranking.mode == "metrics" and len(calls) == 1
