@@ -21,7 +21,7 @@ from sidecar.api_models import RankedLocationOut, RankResponse
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import load_config
 from strategies import defaults
-from strategies.metrics import place, rank
+from strategies.metrics import RankContext, rank
 
 Message = dict[str, Any]
 
@@ -98,23 +98,25 @@ async def main(n: int, rounds: int) -> None:
             whole = await _per_request(app, "POST", "/v1/rank", body, n, rounds)
             raw: list[dict[str, Any]] = RANK_BODY["locations"]  # type: ignore[assignment]
             locations = [dict(loc) for loc in raw]
-            placements = [place(loc) for loc in locations]
             now = app.clock()
             stats = app.estimators.stats(now)
             policy = config.strategy.metrics
             preference = config.strategy.store_type_preference
 
-            def ranking() -> Any:
-                return rank(
+            def contextualise() -> RankContext:
+                return RankContext.of(
                     locations,
-                    stats=stats,
                     now=now,
                     policy=policy,
                     image_size=1 << 29,
                     image_id="bench-image",
                     store_type_preference=preference,
-                    placements=placements,
                 )
+
+            context = contextualise()
+
+            def ranking() -> Any:
+                return rank(context, stats)
 
             answer = ranking()
 
@@ -141,8 +143,8 @@ async def main(n: int, rounds: int) -> None:
                 ).model_dump_json()
 
             parts = {
-                "place() of the 5 URLs": _micros(lambda: [place(x) for x in locations], n, rounds),
-                "strategies.metrics.rank() with the placements": _micros(ranking, n, rounds),
+                "RankContext.of() (check and place the 5 URLs)": _micros(contextualise, n, rounds),
+                "strategies.metrics.rank() of that context": _micros(ranking, n, rounds),
                 "RankResponse built and serialised": _micros(respond, n, rounds),
             }
     print(f"GET /healthz, whole app: {healthz:.0f} us")

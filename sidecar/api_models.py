@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from strategies.failures import ErrorClass
+from sidecar.samples import SOURCES
+from strategies.failures import ERROR_CLASSES, ErrorClass
 
 MAX_LOCATIONS = 256
 MAX_URL_CHARS = 4096
@@ -116,16 +118,40 @@ class ObservationsResponse(BaseModel):
     stored: int
 
 
-class SampleCounts(BaseModel):
-    probe: int
-    report: int
+def _exactly(names: tuple[str, ...]) -> Callable[[dict[str, int]], dict[str, int]]:
+    """A validator: a count for each of ``names`` and nothing else, in that order."""
+
+    def check(counts: dict[str, int]) -> dict[str, int]:
+        if set(counts) != set(names):
+            raise ValueError(f"expected a count for each of {', '.join(names)} and no other")
+        return {name: counts[name] for name in names}
+
+    return check
 
 
-class ErrorCounts(BaseModel):
-    local: int
-    server: int
-    missing: int
-    auth: int
+def _counts_schema(names: tuple[str, ...], title: str) -> dict[str, Any]:
+    return {
+        "title": title,
+        "type": "object",
+        "properties": {name: {"type": "integer", "minimum": 0} for name in names},
+        "required": list(names),
+        "additionalProperties": False,
+    }
+
+
+SampleCounts = Annotated[
+    dict[str, int],
+    AfterValidator(_exactly(SOURCES)),
+    WithJsonSchema(_counts_schema(SOURCES, "SampleCounts")),
+]
+"""Samples by source (``sidecar.samples.SOURCES``)."""
+
+ErrorCounts = Annotated[
+    dict[str, int],
+    AfterValidator(_exactly(ERROR_CLASSES)),
+    WithJsonSchema(_counts_schema(ERROR_CLASSES, "ErrorCounts")),
+]
+"""Failed samples by class: one key per class of :mod:`strategies.failures`."""
 
 
 class ProbeStateOut(BaseModel):

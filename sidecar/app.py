@@ -56,7 +56,8 @@ from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
 from strategies.failures import ERROR_CLASSES
-from strategies.metrics import place, rank
+from strategies.metrics import RankContext, rank
+from strategies.prefer import prefer_of
 from strategies.registry import available_strategies, get_strategy
 from strategies.units import parse_duration
 
@@ -323,15 +324,6 @@ def _backend_key(url: str, app: SidecarApp) -> str | None:
         return None
 
 
-def _prefer(locations: Sequence[dict[str, Any]]) -> list[str]:
-    prefer: list[str] = []
-    for location in locations:
-        store = (location.get("metadata") or {}).get("store")
-        if isinstance(store, str) and store and store not in prefer:
-            prefer.append(store)
-    return prefer
-
-
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
@@ -418,27 +410,21 @@ def create_app(
         ]
         preference = app.config.strategy.store_type_preference
         now = app.clock()
-        file_roots = app.config.strategy.metrics.file_roots
-        placements = [place(loc, "url", file_roots) for loc in locations]
-        keyed = [
-            (loc, b.key if b else None) for loc, (b, _) in zip(locations, placements, strict=True)
-        ]
+        context = RankContext.of(
+            locations,
+            now=now,
+            policy=app.config.strategy.metrics,
+            image_size=body.image_size,
+            image_id=body.image_id,
+            store_type_preference=preference,
+        )
+        keyed = [(p.location, p.backend.key if p.backend else None) for p in context.placed]
         for loc, key in keyed:
             app.stores.saw(loc["metadata"].get("store"), key, now)
         app.scheduler.learn((loc["url"], key) for loc, key in keyed)
         mode: Literal["metrics", "fallback", "static"]
         if name == "metrics":
-            keys = {key for _, key in keyed if key}
-            ranking = rank(
-                locations,
-                stats=app.estimators.stats(now, keys),
-                now=now,
-                policy=app.config.strategy.metrics,
-                image_size=body.image_size,
-                image_id=body.image_id,
-                store_type_preference=preference,
-                placements=placements,
-            )
+            ranking = rank(context, app.estimators.stats(now, context.keys()))
             out = [
                 RankedLocationOut(
                     url=r.location["url"],
@@ -475,7 +461,7 @@ def create_app(
             mode, reason = "static", f"static strategy {name}: measurements not used"
         app.metrics.rank_requests.labels(mode).inc()
         answer = RankResponse(
-            strategy=name, mode=mode, reason=reason, locations=out, prefer=_prefer(ordered)
+            strategy=name, mode=mode, reason=reason, locations=out, prefer=prefer_of(ordered)
         )
         # Already validated: serialise once here instead of FastAPI validating it again
         # (the hot path; response_model still documents the schema).
@@ -549,8 +535,8 @@ def create_app(
                     measurable=can or v.estimated,
                     not_measurable_reason=None if can or v.estimated else why,
                     probe=ProbeStateOut(**probe) if probe else None,
-                    samples=v.samples,  # type: ignore[arg-type]
-                    errors=v.errors,  # type: ignore[arg-type]
+                    samples=v.samples,
+                    errors=v.errors,
                 )
             )
         seen = {b.backend for b in out}
@@ -571,8 +557,8 @@ def create_app(
                     measurable=can,
                     not_measurable_reason=why,
                     probe=ProbeStateOut(**probe) if probe else None,
-                    samples={"probe": 0, "report": 0},  # type: ignore[arg-type]
-                    errors=dict.fromkeys(ERROR_CLASSES, 0),  # type: ignore[arg-type]
+                    samples={"probe": 0, "report": 0},
+                    errors=dict.fromkeys(ERROR_CLASSES, 0),
                 )
             )
         return BackendsResponse(

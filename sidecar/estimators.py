@@ -1,4 +1,4 @@
-"""Per-backend estimates learnt from samples (``metrics-strategy.md`` points 3, 6 and 7).
+"""Per-backend estimates learnt from samples (see ARCHITECTURE.md, Estimators).
 
 - Latency: a peak-sensitive, time-decayed EWMA (``w = exp(-dt/tau)``, tau about
   15 min): a slower sample raises the estimate at once, faster ones pull it down
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from sidecar.config import EstimatorConfig
 from sidecar.samples import SOURCES, Sample
 from strategies.failures import ERROR_CLASSES
-from strategies.metrics import BackendStats
+from strategies.stats import BackendStats
 
 _NETWORK_CLASSES = ("local", "server")
 
@@ -81,6 +81,10 @@ class BackendState:
     auth_failed: bool = False
     samples: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCES, 0))
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_CLASSES, 0))
+
+    def estimates(self) -> BackendStats:
+        """The estimates and the newest good sample's time, without the ejection state."""
+        return BackendStats(self.latency.value, self.throughput.value, self.newest_good_at)
 
 
 @dataclass(frozen=True)
@@ -254,20 +258,14 @@ class Estimators:
         for key in sorted(self.backends):
             state = self.backends[key]
             stats = self._stats(state, now, suspect)
-            age = None if stats.newest_good_at is None else max(0.0, now - stats.newest_good_at)
-            estimated = (
-                stats.latency_seconds is not None
-                and stats.throughput_bytes_per_second is not None
-                and stats.throughput_bytes_per_second > 0
-            )
             views.append(
                 BackendView(
                     key=key,
                     stats=stats,
-                    age_seconds=age,
-                    fresh=estimated and age is not None and age <= self.max_age,
+                    age_seconds=stats.age(now),
+                    fresh=stats.fresh(now, self.max_age),
                     ejected=stats.ejected(now),
-                    estimated=estimated,
+                    estimated=stats.estimated(),
                     auth_failed=state.auth_failed,
                     samples=dict(state.samples),
                     errors=dict(state.errors),

@@ -66,8 +66,9 @@ class _StateCollector(Collector):
                 latency.add_metric(key, lat)
             if tput is not None:
                 throughput.add_metric(key, tput)
-            if lat is not None and tput:
-                expected.add_metric(key, lat + self.default_image_size / tput)
+            cost = view.stats.expected_seconds(self.default_image_size)
+            if cost is not None:
+                expected.add_metric(key, cost)
             if view.age_seconds is not None:
                 age.add_metric(key, view.age_seconds)
             fresh.add_metric(key, 1.0 if view.fresh else 0.0)
@@ -94,7 +95,7 @@ class _StateCollector(Collector):
 
 
 class SidecarMetrics:
-    """The metric families of COMMON.md; one instance per app."""
+    """The metric families (see ARCHITECTURE.md, Metrics); one instance per app."""
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""The probe families of COMMON.md, on the app's own registry (blackbox_exporter style)."""
+"""The probe metric families (see ARCHITECTURE.md, Metrics), on the app's own registry
+(blackbox_exporter style)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ No I/O, no asyncio and no clock here: every method takes ``now`` and the
 randomness comes from an injected ``random.Random``, so tests drive it with a
 fake clock and a seed. ``sidecar.scheduler`` runs the probes it hands out.
 
-Rules (``metrics-strategy.md`` points 4 to 6):
+Rules (see ARCHITECTURE.md, Probes):
 
 - A latency probe (``latency_bytes``, first byte) every ``latency_interval``, a
   throughput probe (``throughput_bytes``) every ``throughput_interval``; each

@@ -218,13 +218,7 @@ class ProbeScheduler:
         if state is None:
             return False, False
         has_throughput = state.throughput.value is not None
-        fresh = (
-            has_throughput
-            and state.latency.value is not None
-            and state.newest_good_at is not None
-            and now - state.newest_good_at <= self.app.estimators.max_age
-        )
-        return fresh, has_throughput
+        return state.estimates().fresh(now, self.app.estimators.max_age), has_throughput
 
     def _report_at(self, key: str) -> float | None:
         state = self.app.estimators.backends.get(key)

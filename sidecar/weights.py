@@ -5,7 +5,7 @@ location's store (``[<store id>] weight``, default 0, higher first, a stable
 sort). This module turns a ``GET /v1/backends`` answer into suggested weights:
 
 - a backend's expected seconds are ``latency + image_size / throughput``, the
-  number the ``metrics`` strategy ranks by;
+  number the ``metrics`` strategy ranks by (:meth:`BackendStats.expected_seconds`);
 - a store's expected seconds are those of the *slowest* measured backend it was
   seen on (a static weight holds for every image of the store, so it must not
   promise the best case);
@@ -17,8 +17,9 @@ sort). This module turns a ``GET /v1/backends`` answer into suggested weights:
 - 0 (Glance's default) for a store with no measurement, -1 for a store with an
   ejected backend (it fails right now: rank it last).
 
-Standard library only: the CLI runs it, and so do the tests inside the Glance
-virtualenv, which has none of the daemon's dependencies.
+Standard library only (plus :mod:`strategies`, which is too): the CLI runs it,
+and so do the tests inside the Glance virtualenv, which has none of the
+daemon's dependencies.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from strategies import defaults
+from strategies.stats import BackendStats
 
 DAY = 86400.0
 STEPS_PER_DECADE = 10
@@ -85,12 +87,10 @@ def backend_costs(payload: Mapping[str, object], image_size: int) -> dict[str, B
             continue
         latency = _number(item.get("latency_seconds"))
         throughput = _number(item.get("throughput_bytes_per_second"))
-        expected = None
-        if latency is not None and throughput is not None and throughput > 0:
-            expected = latency + image_size / throughput
+        estimates = BackendStats(latency_seconds=latency, throughput_bytes_per_second=throughput)
         costs[item["backend"]] = BackendCost(
             key=item["backend"],
-            expected_seconds=expected,
+            expected_seconds=estimates.expected_seconds(image_size),
             latency_seconds=latency,
             throughput_bytes_per_second=throughput,
             fresh=item.get("fresh") is True,

@@ -1,7 +1,7 @@
 """The failure classes shared by probes, client reports and the sidecar.
 
 One vocabulary, so a probe's verdict and a client's report of the same fault
-land in the same estimator bucket (``metrics-strategy.md`` point 6).
+land in the same estimator bucket (see ARCHITECTURE.md, Estimators: failures by class).
 """
 
 from __future__ import annotations

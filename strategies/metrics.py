@@ -4,17 +4,19 @@ The pure ranking core shared by the sidecar and its clients. Statistics come
 from a :class:`StatsSource` (the sidecar's HTTP API, or memory in tests); with
 no fresh data the answer is the ``store_type`` order and says so.
 
-Order of the answer (``metrics-strategy.md`` points 2, 7-10):
+Order of the answer (see ARCHITECTURE.md, Ranking):
 
 1. ``rbd://`` locations on this node's own Ceph cluster (a clone costs nothing);
 2. fresh, healthy backends by ``latency + size / throughput``; those within
    ``near_tie_band`` of the best are shuffled deterministically by
    (node id, image id) so one node is stable and the fleet spreads;
-3. stale or unmeasured backends, in ``store_type`` order;
+3. stale, unmeasured or unusable (non-finite) backends, in ``store_type`` order;
 4. ejected backends, in ``store_type`` order;
 5. locations without a usable URL, in input order.
 
-Nothing is ever dropped.
+Nothing is ever dropped. Freshness and cost are :class:`BackendStats`' rules;
+each place in the answer carries a typed :class:`Reason` and the ``why`` text
+written from it.
 """
 
 from __future__ import annotations
@@ -24,35 +26,36 @@ import math
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from strategies import defaults
 from strategies._glance_conf import glance_store_type_preference
-from strategies._validate import check_locations, url_of
-from strategies.backends import Backend, backend_of
 from strategies.errors import InvalidSetting
+from strategies.placement import Placed, place, place_all
+from strategies.reasons import Mode, RankedLocation, Ranking, Reason, why_text
+from strategies.stats import BackendStats, Freshness
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
-Mode = Literal["metrics", "fallback"]
-Group = Literal["local", "fresh", "stale", "ejected", "invalid"]
-
-
-@dataclass(frozen=True)
-class BackendStats:
-    """What is known about one backend from this node."""
-
-    latency_seconds: float | None = None
-    """Estimated seconds to first byte."""
-    throughput_bytes_per_second: float | None = None
-    newest_good_at: float | None = None
-    """Epoch seconds of the newest successful sample (probe or real download)."""
-    ejected_until: float | None = None
-    """Epoch seconds until which the backend is ejected; ``None`` when healthy."""
-    ejected_reason: str | None = None
-
-    def ejected(self, now: float) -> bool:
-        return self.ejected_until is not None and self.ejected_until > now
+__all__ = [
+    "BackendStats",
+    "InMemoryStatsSource",
+    "MetricsPolicy",
+    "Placed",
+    "RankContext",
+    "RankedLocation",
+    "Ranking",
+    "Reason",
+    "StatsSource",
+    "StatsUnavailable",
+    "get_ordered_locations",
+    "get_strategy_name",
+    "init",
+    "place",
+    "place_all",
+    "rank",
+    "rank_with_source",
+]
 
 
 @dataclass(frozen=True)
@@ -115,33 +118,6 @@ class InMemoryStatsSource:
         return {key: self.stats[key] for key in keys if key in self.stats}
 
 
-@dataclass(frozen=True)
-class RankedLocation:
-    """One location of the answer, with the reason for its place."""
-
-    location: dict[str, Any]
-    group: Group
-    why: str
-    backend: str | None = None
-    """Redacted backend key (``None`` when the URL cannot be placed)."""
-    expected_seconds: float | None = None
-    latency_seconds: float | None = None
-    throughput_bytes_per_second: float | None = None
-    age_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """The ordered answer and how it was reached."""
-
-    mode: Mode
-    reason: str
-    locations: list[RankedLocation]
-
-    def ordered(self) -> list[dict[str, Any]]:
-        return [ranked.location for ranked in self.locations]
-
-
 def get_strategy_name() -> str:
     return "metrics"
 
@@ -150,8 +126,68 @@ def init() -> None:
     """Nothing to prepare: statistics arrive with each call."""
 
 
+@dataclass(frozen=True)
+class RankContext:
+    """Everything one ranking depends on, except the statistics."""
+
+    placed: Sequence[Placed]
+    now: float
+    policy: MetricsPolicy = field(default_factory=MetricsPolicy)
+    image_size: int | None = None
+    """Bytes; ``None``: unknown, ``policy.default_image_size`` applies."""
+    image_id: str | None = None
+    preference: Sequence[str] = ()
+    """Store types, already normalised (:func:`strategies.store_type.normalize_preference`)."""
+    uri_key: str = "url"
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise ValueError(f"image_size must be a non-negative integer, got {size!r}")
+
+    @classmethod
+    def of(
+        cls,
+        locations: Sequence[dict[str, Any]] | None,
+        *,
+        now: float,
+        policy: MetricsPolicy | None = None,
+        image_size: int | None = None,
+        image_id: str | None = None,
+        store_type_preference: Iterable[str] | str | None = None,
+        uri_key: str = "url",
+    ) -> RankContext:
+        """Check and place ``locations`` once, normalise the preference."""
+        policy = policy or MetricsPolicy()
+        return cls(
+            place_all(locations, uri_key, policy.file_roots),
+            now,
+            policy,
+            image_size,
+            image_id,
+            tuple(normalize_preference(store_type_preference)),
+            uri_key,
+        )
+
+    @property
+    def size(self) -> int:
+        return self.policy.default_image_size if self.image_size is None else self.image_size
+
+    def keys(self) -> set[str]:
+        """The backend keys of the placed locations."""
+        return {p.backend.key for p in self.placed if p.backend is not None}
+
+
+# -- the ranking --------------------------------------------------------------------------
+
+
 def _fmt_seconds(value: float) -> str:
     return f"{value:.3g} s"
+
+
+def _shown(value: float | None) -> float | None:
+    """An estimate as an answer may show it: a finite, non-negative number, else ``None``."""
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
 
 
 def _tie_key(node_id: str, image_id: str | None, backend_key: str) -> bytes:
@@ -159,87 +195,84 @@ def _tie_key(node_id: str, image_id: str | None, backend_key: str) -> bytes:
     return hashlib.sha256(seed).digest()
 
 
-Placement = tuple[Backend | None, str | None]
-"""A location's backend, or ``None`` and the reason it cannot be placed."""
+class _Fresh(NamedTuple):
+    """A fresh location before its place among the fresh ones is known."""
+
+    cost: float
+    key: str
+    location: dict[str, Any]
+    info: BackendStats
+    age: float | None
 
 
-def place(
-    location: dict[str, Any], uri_key: str = "url", file_roots: Iterable[str] = ()
-) -> Placement:
-    """The backend a location's URL belongs to, or why it has none; never raises."""
-    url = url_of(location, uri_key)
-    if url is None:
-        return None, "no URL"
-    try:
-        return backend_of(url, file_roots=file_roots), None
-    except ValueError as exc:
-        return None, f"cannot place URL: {exc}"
-
-
-def _classify(
-    info: BackendStats | None, age: float | None, now: float, max_age: float, size: int
-) -> tuple[Group, str, float | None]:
-    """Where a measured-or-not backend goes, why, and its cost when it is fresh."""
-    if info is not None and info.ejected(now):
-        assert info.ejected_until is not None
-        why = f"ejected for {_fmt_seconds(info.ejected_until - now)} more"
-        if info.ejected_reason:
-            why += f" ({info.ejected_reason})"
-        return "ejected", why + ": tried last", None
+def _unranked(
+    location: dict[str, Any],
+    key: str,
+    info: BackendStats | None,
+    context: RankContext,
+) -> RankedLocation | _Fresh:
+    """A placed location's entry, or a :class:`_Fresh` candidate to order by cost."""
+    now, max_age = context.now, context.policy.max_age
     if info is None:
-        return "stale", "never measured: store_type order", None
-    if age is None or age > max_age:
-        detail = "no good sample" if age is None else f"newest good sample {age:.0f} s old"
-        return "stale", f"stale ({detail}, max_age {max_age:.0f} s): store_type order", None
-    latency, throughput = info.latency_seconds, info.throughput_bytes_per_second
-    if latency is None or throughput is None or throughput <= 0:
-        missing = "latency" if latency is None else "throughput"
-        return "stale", f"no {missing} estimate yet: store_type order", None
-    # ``why`` of fresh locations is written once their order is known.
-    return "fresh", "", latency + size / throughput
+        return RankedLocation(location, Reason.NEVER_MEASURED, why_text(Reason.NEVER_MEASURED), key)
+    age = info.age(now)
+    if info.ejected(now):
+        assert info.ejected_until is not None
+        detail = f" ({info.ejected_reason})" if info.ejected_reason else ""
+        left = _fmt_seconds(info.ejected_until - now)
+        reason, why = Reason.EJECTED, why_text(Reason.EJECTED, left=left, detail=detail)
+    else:
+        state = info.freshness(now, max_age)
+        cost = info.expected_seconds(context.size) if state is Freshness.FRESH else None
+        if cost is not None:
+            return _Fresh(cost, key, location, info, age)
+        if state is Freshness.UNUSABLE:
+            reason, why = Reason.UNUSABLE, why_text(Reason.UNUSABLE, detail=info.problem())
+        elif state is Freshness.FRESH:  # estimates fine, but no finite cost for this size
+            detail = f"no finite cost for {context.size} bytes"
+            reason, why = Reason.UNUSABLE, why_text(Reason.UNUSABLE, detail=detail)
+        elif state is Freshness.NO_ESTIMATE:
+            missing = "latency" if info.latency_seconds is None else "throughput"
+            reason, why = Reason.NO_ESTIMATE, why_text(Reason.NO_ESTIMATE, detail=missing)
+        else:
+            detail = "no good sample" if age is None else f"newest good sample {age:.0f} s old"
+            reason, why = Reason.STALE, why_text(Reason.STALE, detail=detail, max_age=max_age)
+    return RankedLocation(
+        location,
+        reason,
+        why,
+        key,
+        None,
+        _shown(info.latency_seconds),
+        _shown(info.throughput_bytes_per_second),
+        age,
+    )
 
 
 def rank(
-    locations: list[dict[str, Any]] | None,
-    *,
+    context: RankContext,
     stats: Mapping[str, BackendStats] | None,
-    now: float,
-    policy: MetricsPolicy | None = None,
-    image_size: int | None = None,
-    image_id: str | None = None,
-    store_type_preference: Iterable[str] | str | None = None,
-    uri_key: str = "url",
     unavailable_reason: str | None = None,
-    placements: Sequence[Placement] | None = None,
 ) -> Ranking:
-    """Rank ``locations`` (not copied: callers copy) by expected seconds from this node.
+    """Rank the context's locations (not copied: callers copy) by expected seconds.
 
     ``stats`` maps backend keys to what is known; ``None`` means no source could
-    answer, and ``unavailable_reason`` says why. ``placements`` (one per
-    location, from :func:`place`) spares parsing URLs a caller already parsed.
+    answer, and ``unavailable_reason`` says why. Never raises on any statistics.
     """
-    policy = policy or MetricsPolicy()
-    checked = check_locations(locations, uri_key)
-    preference = normalize_preference(store_type_preference)
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 0
-    ):
-        raise ValueError(f"image_size must be a non-negative integer, got {image_size!r}")
-    size = policy.default_image_size if image_size is None else image_size
+    policy = context.policy
     table = stats or {}
-
     local: list[RankedLocation] = []
-    fresh: list[RankedLocation] = []
+    fresh: list[_Fresh] = []
     stale: list[RankedLocation] = []
     ejected: list[RankedLocation] = []
     invalid: list[RankedLocation] = []
-    if placements is None:
-        placements = [place(location, uri_key, policy.file_roots) for location in checked]
-    elif len(placements) != len(checked):
-        raise ValueError(f"{len(placements)} placements for {len(checked)} locations")
-    for location, (backend, problem) in zip(checked, placements, strict=True):
+    for location, backend, error in context.placed:
         if backend is None:
-            invalid.append(RankedLocation(location, "invalid", f"{problem}: kept at the end"))
+            if error is None:
+                invalid.append(RankedLocation(location, Reason.NO_URL, why_text(Reason.NO_URL)))
+            else:
+                why = why_text(Reason.UNPLACEABLE, detail=error)
+                invalid.append(RankedLocation(location, Reason.UNPLACEABLE, why))
             continue
         key = backend.key
         if (
@@ -247,49 +280,35 @@ def rank(
             and backend.rbd_fsid is not None
             and backend.rbd_fsid == policy.local_ceph_fsid
         ):
-            local.append(
-                RankedLocation(
-                    location,
-                    "local",
-                    "this node's Ceph cluster: copy-on-write clone, no copy",
-                    backend=key,
-                    expected_seconds=0.0,
-                )
-            )
+            why = why_text(Reason.LOCAL_CLONE)
+            local.append(RankedLocation(location, Reason.LOCAL_CLONE, why, key, 0.0))
             continue
-        info = table.get(key)
-        age = None
-        if info is not None and info.newest_good_at is not None:
-            age = max(0.0, now - info.newest_good_at)
-        group, why, cost = _classify(info, age, now, policy.max_age, size)
-        entry = RankedLocation(
-            location,
-            group,
-            why,
-            backend=key,
-            expected_seconds=cost,
-            latency_seconds=info.latency_seconds if info else None,
-            throughput_bytes_per_second=info.throughput_bytes_per_second if info else None,
-            age_seconds=age,
-        )
-        {"fresh": fresh, "ejected": ejected}.get(group, stale).append(entry)
+        entry = _unranked(location, key, table.get(key), context)
+        if isinstance(entry, _Fresh):
+            fresh.append(entry)
+        elif entry.reason is Reason.EJECTED:
+            ejected.append(entry)
+        else:
+            stale.append(entry)
 
-    fresh = _order_fresh(fresh, policy, image_id)
-    stale = _in_store_type_order(stale, preference, uri_key)
-    ejected = _in_store_type_order(ejected, preference, uri_key)
+    ranked_fresh = _order_fresh(fresh, policy, context.image_id)
+    stale = _in_store_type_order(stale, context.preference, context.uri_key)
+    ejected = _in_store_type_order(ejected, context.preference, context.uri_key)
 
-    if local or fresh:
+    total = len(context.placed)
+    if local or ranked_fresh:
         mode: Mode = "metrics"
+        default = "" if context.image_size is not None else " (default)"
         reason = (
-            f"{len(local) + len(fresh)} of {len(checked)} locations have fresh data; "
-            f"image size {size} bytes{'' if image_size is not None else ' (default)'}"
+            f"{len(local) + len(ranked_fresh)} of {total} locations have fresh data; "
+            f"image size {context.size} bytes{default}"
         )
-        ordered = local + fresh + stale + ejected + invalid
+        ordered = local + ranked_fresh + stale + ejected + invalid
     else:
         mode = "fallback"
         if unavailable_reason:
             reason = f"statistics unavailable ({unavailable_reason}): store_type order"
-        elif not checked:
+        elif not total:
             reason = "no locations"
         else:
             reason = "no location has fresh data: store_type order"
@@ -299,55 +318,52 @@ def rank(
     return Ranking(mode=mode, reason=reason, locations=ordered)
 
 
-def _with_why(r: RankedLocation, why: str) -> RankedLocation:
-    """``dataclasses.replace(r, why=why)`` without its per-call introspection (hot path)."""
-    return RankedLocation(
-        r.location,
-        r.group,
-        why,
-        r.backend,
-        r.expected_seconds,
-        r.latency_seconds,
-        r.throughput_bytes_per_second,
-        r.age_seconds,
-    )
-
-
 def _order_fresh(
-    fresh: list[RankedLocation], policy: MetricsPolicy, image_id: str | None
+    fresh: list[_Fresh], policy: MetricsPolicy, image_id: str | None
 ) -> list[RankedLocation]:
+    """Fresh locations by cost (finite, >= 0), near-ties spread; each built once."""
     if not fresh:
-        return fresh
-    by_cost = sorted(fresh, key=lambda r: r.expected_seconds or 0.0)
-    best = by_cost[0].expected_seconds or 0.0
+        return []
+    by_cost = sorted(fresh, key=lambda f: f.cost)
+    best = by_cost[0].cost
     limit = best * policy.near_tie_band
-    ties = [r for r in by_cost if (r.expected_seconds or 0.0) <= limit]
-    rest = by_cost[len(ties) :]
+    n_ties = 1
+    while n_ties < len(by_cost) and by_cost[n_ties].cost <= limit:
+        n_ties += 1
+    ties, rest = by_cost[:n_ties], by_cost[n_ties:]
+    out: list[tuple[_Fresh, Reason, str]] = []
     if len(ties) > 1:
-        ties = sorted(ties, key=lambda r: _tie_key(policy.node_id, image_id, r.backend or ""))
-        ties = [
-            _with_why(
-                r,
-                f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)}, within "
-                f"{policy.near_tie_band:g}x of the best: spread by node and image",
-            )
-            for r in ties
-        ]
+        ties.sort(key=lambda f: _tie_key(policy.node_id, image_id, f.key))
+        band = policy.near_tie_band
+        for f in ties:
+            why = why_text(Reason.NEAR_TIE, cost=_fmt_seconds(f.cost), band=band)
+            out.append((f, Reason.NEAR_TIE, why))
     else:
-        ties = [_with_why(ties[0], f"fresh: {_fmt_seconds(best)}, the lowest cost")]
-    rest = [
-        _with_why(
-            r,
-            f"fresh: {_fmt_seconds(r.expected_seconds or 0.0)} "
-            f"({(r.expected_seconds or 0.0) / best if best else math.inf:.2f}x the best)",
+        out.append(
+            (ties[0], Reason.LOWEST_COST, why_text(Reason.LOWEST_COST, cost=_fmt_seconds(best)))
         )
-        for r in rest
+    for f in rest:
+        ratio = f.cost / best if best else math.inf
+        out.append(
+            (f, Reason.COSTLIER, why_text(Reason.COSTLIER, cost=_fmt_seconds(f.cost), ratio=ratio))
+        )
+    return [
+        RankedLocation(
+            f.location,
+            reason,
+            why,
+            f.key,
+            f.cost,
+            f.info.latency_seconds,
+            f.info.throughput_bytes_per_second,
+            f.age,
+        )
+        for f, reason, why in out
     ]
-    return ties + rest
 
 
 def _in_store_type_order(
-    ranked: list[RankedLocation], preference: list[str], uri_key: str
+    ranked: list[RankedLocation], preference: Sequence[str], uri_key: str
 ) -> list[RankedLocation]:
     if len(ranked) < 2:  # the usual case on the hot path: nothing to order
         return ranked
@@ -399,29 +415,23 @@ def rank_with_source(
     store_type_preference: Iterable[str] | str | None = None,
     uri_key: str = "url",
 ) -> Ranking:
-    """Ask ``stats_source`` about the locations' backends, then :func:`rank`."""
-    policy = policy or MetricsPolicy()
-    checked = check_locations(locations, uri_key)
-    placements = [place(location, uri_key, policy.file_roots) for location in checked]
-    stats: Mapping[str, BackendStats] | None = None
-    reason: str | None = None
-    if stats_source is None:
-        reason = "no statistics source configured"
-    else:
-        keys = {backend.key for backend, _ in placements if backend is not None}
-        try:
-            stats = stats_source.backend_stats(keys)
-        except StatsUnavailable as exc:
-            reason = str(exc) or "statistics source unavailable"
-    return rank(
-        checked,
-        stats=stats,
+    """Place the locations, ask ``stats_source`` about their backends, then :func:`rank`."""
+    context = RankContext.of(
+        locations,
         now=time.time() if now is None else now,
         policy=policy,
         image_size=image_size,
         image_id=image_id,
         store_type_preference=store_type_preference,
         uri_key=uri_key,
-        unavailable_reason=reason,
-        placements=placements,
     )
+    stats: Mapping[str, BackendStats] | None = None
+    reason: str | None = None
+    if stats_source is None:
+        reason = "no statistics source configured"
+    else:
+        try:
+            stats = stats_source.backend_stats(context.keys())
+        except StatsUnavailable as exc:
+            reason = str(exc) or "statistics source unavailable"
+    return rank(context, stats, reason)

@@ -53,6 +53,7 @@ from typing import Any, Literal
 from strategies import defaults
 from strategies._validate import check_locations, url_of
 from strategies.failures import ErrorClass
+from strategies.prefer import prefer_of as prefer_of  # part of this module's API
 from strategies.sidecar_client import SidecarError, default_url, request_json
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
@@ -133,17 +134,6 @@ def dedupe_locations(
     if direct_url and direct_url.strip() and direct_url.strip() not in by_url:
         kept.append({"url": direct_url, "metadata": {}})  # as Nova appends it
     return kept, removed
-
-
-def prefer_of(locations: Iterable[dict[str, Any]]) -> list[str]:
-    """Store ids from ``metadata.store``, in order, each once."""
-    prefer: list[str] = []
-    for location in locations:
-        metadata = location.get("metadata")
-        store = metadata.get("store") if isinstance(metadata, dict) else None
-        if isinstance(store, str) and store and store not in prefer:
-            prefer.append(store)
-    return prefer
 
 
 def _ask_sidecar(

@@ -19,7 +19,7 @@ from typing import Any
 
 from sidecar import weights
 from sidecar.cli import main
-from strategies.metrics import BackendStats, InMemoryStatsSource, MetricsPolicy, rank
+from strategies.metrics import BackendStats, InMemoryStatsSource, MetricsPolicy, RankContext, rank
 
 NOW = 1_800_000_000.0
 MiB = 1024**2
@@ -168,13 +168,13 @@ def test_glance_order_from_weights_is_the_metrics_ranking(tmp_path: Path) -> Non
         )
         for b in payload["backends"]
     }
-    ranking = rank(
+    context = RankContext.of(
         locations(),
-        stats=InMemoryStatsSource(stats).backend_stats(stats),
         now=NOW,
         policy=MetricsPolicy(near_tie_band=1.0, file_roots=("/srv/glance/images",)),
         image_size=64 * MiB,
     )
+    ranking = rank(context, InMemoryStatsSource(stats).backend_stats(stats))
     assert [loc["metadata"]["store"] for loc in ranking.ordered()] == glance["ordered"]
 
 

@@ -216,3 +216,26 @@ def test_freshness_follows_max_age() -> None:
     e.record(ok(T0))
     assert e.views(T0 + 899)[0].fresh
     assert not e.views(T0 + 901)[0].fresh
+
+
+def test_views_and_stats_share_the_freshness_rule() -> None:
+    e = est()
+    e.record(ok(T0))
+    e.record(ok(T0, B, kind="latency", size=0, seconds=0.1))  # latency only: no estimate yet
+    for now in (T0 + 1, T0 + 900, T0 + 900.5):
+        stats = e.stats(now)
+        for view in e.views(now):
+            assert view.fresh == stats[view.key].fresh(now, e.max_age)
+            assert view.estimated == stats[view.key].estimated()
+            assert view.age_seconds == stats[view.key].age(now)
+    views = {v.key: v for v in e.views(T0 + 1)}
+    assert views[A].fresh and not views[B].fresh and not views[B].estimated
+
+
+def test_a_non_finite_estimate_is_never_fresh() -> None:
+    e = est()
+    e.record(ok(T0))
+    e.backends[A].throughput.value = math.inf  # as a poisoned replay could leave it
+    (view,) = e.views(T0 + 1)
+    assert not view.fresh and not view.estimated
+    assert e.stats(T0 + 1)[A].expected_seconds(MiB) is None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from strategies import StrategyConfig, get_ordered_locations
+from strategies import StrategyConfig, get_ordered_locations, metrics, placement
 from strategies.metrics import (
     BackendStats,
     InMemoryStatsSource,
     MetricsPolicy,
+    RankContext,
+    Ranking,
+    Reason,
     StatsUnavailable,
-    rank,
     rank_with_source,
 )
 
@@ -27,6 +30,13 @@ SWIFT = "swift+http://u:k@127.0.0.4:8080/auth/v1.0/c/img"
 S3 = "s3+http://AK:SK@127.0.0.5:9000/b/img"
 LOCAL_RBD = "rbd://local-fsid/images/img/snap"
 REMOTE_RBD = "rbd://other-fsid/images/img/snap"
+
+
+def rank(
+    locations: list[dict[str, Any]], *, stats: dict[str, BackendStats], now: float, **kwargs: Any
+) -> Ranking:
+    """Place the locations once into a context, then rank it."""
+    return metrics.rank(RankContext.of(locations, now=now, **kwargs), stats)
 
 
 def loc(url: str | None, store: str = "") -> dict[str, Any]:
@@ -227,3 +237,101 @@ def test_through_the_public_api_with_a_stats_source() -> None:
     ] == [SLOW_HTTP, FAST_HTTP]
     # Without a source: store_type order (both http: input order).
     assert get_ordered_locations(locations, conf=conf) == locations
+
+
+def test_each_place_has_a_typed_reason_and_its_group_follows() -> None:
+    policy = MetricsPolicy(local_ceph_fsid="local-fsid", max_age=900)
+    stats = {
+        "http://127.0.0.2:8080": good(0.01, 50 * MiB),
+        "http://127.0.0.3:8080": good(0.01, 50 * MiB, age=3600),
+        "s3+http://127.0.0.5:9000": BackendStats(0.01, 5 * MiB, NOW, NOW + 60, "5xx"),
+        "swift+http://127.0.0.4:8080": BackendStats(0.01, None, NOW),
+        "rbd://other-fsid/images": BackendStats(math.nan, MiB, NOW),
+    }
+    locations = [loc(S3), loc(SLOW_HTTP), loc(None), loc("gopher://x/y"), loc(SWIFT)]
+    locations += [loc(FAST_HTTP), loc(REMOTE_RBD), loc(LOCAL_RBD), loc("http://127.0.0.9/x")]
+    ranking = rank(locations, stats=stats, now=NOW, policy=policy, store_type_preference=PREF)
+    assert [(r.location.get("url"), r.reason) for r in ranking.locations] == [
+        (LOCAL_RBD, Reason.LOCAL_CLONE),
+        (FAST_HTTP, Reason.LOWEST_COST),
+        (REMOTE_RBD, Reason.UNUSABLE),
+        (SWIFT, Reason.NO_ESTIMATE),
+        (SLOW_HTTP, Reason.STALE),
+        ("http://127.0.0.9/x", Reason.NEVER_MEASURED),
+        (S3, Reason.EJECTED),
+        (None, Reason.NO_URL),
+        ("gopher://x/y", Reason.UNPLACEABLE),
+    ]
+    assert [r.group for r in ranking.locations] == [r.reason.group for r in ranking.locations]
+    assert [r.group for r in ranking.locations] == [
+        "local", "fresh", "stale", "stale", "stale", "stale", "ejected", "invalid", "invalid"
+    ]  # fmt: skip
+    assert all(r.why for r in ranking.locations)
+    assert ranking.locations[2].why == (
+        "unusable statistics (latency_seconds nan): store_type order"
+    )
+
+
+def test_fresh_locations_carry_every_figure_in_every_place() -> None:
+    """Lowest, near-tie and costlier entries all keep backend, cost, estimates and age."""
+    stats = {
+        "http://127.0.1.1:80": good(0.1, 100 * MiB, age=5),
+        "http://127.0.1.2:80": good(0.1, 99 * MiB, age=6),  # a near-tie of the first
+        "http://127.0.1.3:80": good(0.2, 10 * MiB, age=7),  # far outside the band
+    }
+    locations = [loc(f"http://127.0.1.{i}:80/img") for i in (3, 2, 1)]
+    ranked = rank(locations, stats=stats, now=NOW, image_size=100 * MiB).locations
+    assert [r.reason for r in ranked] == [Reason.NEAR_TIE, Reason.NEAR_TIE, Reason.COSTLIER]
+    for r in ranked:
+        assert r.backend is not None
+        info = stats[r.backend]
+        assert r.location["url"] == r.backend + "/img"
+        assert r.expected_seconds == pytest.approx(
+            info.latency_seconds + 100 * MiB / info.throughput_bytes_per_second
+        )  # type: ignore[operator]
+        assert (r.latency_seconds, r.throughput_bytes_per_second) == (
+            info.latency_seconds,
+            info.throughput_bytes_per_second,
+        )
+        assert r.age_seconds == pytest.approx(NOW - info.newest_good_at)  # type: ignore[operator]
+    only = rank(locations[:1], stats=stats, now=NOW, image_size=100 * MiB).locations[0]
+    assert only.reason is Reason.LOWEST_COST and only.expected_seconds == pytest.approx(10.2)
+    assert only.age_seconds == pytest.approx(7.0) and only.latency_seconds == 0.2
+
+
+def test_locations_are_checked_and_placed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    check = placement.check_locations
+
+    def counting(locations: Any, uri_key: str = "url") -> list[dict[str, Any]]:
+        calls.append(1)
+        return check(locations, uri_key)
+
+    monkeypatch.setattr(placement, "check_locations", counting)
+    source = InMemoryStatsSource({"http://127.0.0.2:8080": good(0.01, MiB)})
+    ranking = rank_with_source([loc(FAST_HTTP), loc(S3)], stats_source=source, now=NOW)
+    assert ranking.mode == "metrics" and len(calls) == 1
+    with pytest.raises(TypeError, match=r"locations\[1\]"):
+        RankContext.of([loc(FAST_HTTP), "http://x"], now=NOW)  # type: ignore[list-item]
+
+
+def test_poisoned_statistics_never_raise_and_never_rank_first() -> None:
+    """Issue 14's report: an infinite rate, then NaN; the backend is unusable, not first."""
+    honest = "http://127.0.0.3:8080"
+    for poison in (
+        BackendStats(0.0, math.inf, NOW),
+        BackendStats(math.nan, math.nan, NOW),
+        BackendStats(0.0, 5e-324, NOW),  # finite but absurd: the cost overflows
+        BackendStats(-1.0, MiB, NOW),
+        BackendStats(0.01, MiB, math.inf),
+    ):
+        stats = {"http://127.0.0.2:8080": poison, honest: good(0.01, 10 * MiB)}
+        ranking = rank([loc(FAST_HTTP), loc(SLOW_HTTP)], stats=stats, now=NOW)
+        assert urls(ranking) == [SLOW_HTTP, FAST_HTTP], poison
+        bad = ranking.locations[1]
+        assert bad.reason is Reason.UNUSABLE and bad.group == "stale"
+        assert "unusable statistics" in bad.why
+        numbers = [bad.expected_seconds, bad.latency_seconds, bad.throughput_bytes_per_second]
+        assert all(x is None or (math.isfinite(x) and x >= 0) for x in [*numbers, bad.age_seconds])
+        alone = rank([loc(FAST_HTTP)], stats=stats, now=NOW)  # the former IndexError case
+        assert alone.mode == "fallback" and alone.locations[0].reason is Reason.UNUSABLE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from strategies import BackendStats, InMemoryStatsSource, StrategyConfig, get_ordered_locations
 from strategies.backends import store_of
-from strategies.metrics import MetricsPolicy, rank
+from strategies.metrics import MetricsPolicy, RankContext, Reason, rank
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
@@ -158,7 +159,8 @@ def test_location_order_is_identity(locations: list[dict[str, Any]]) -> None:
 def test_metrics_groups_are_ordered_and_stale_ones_follow_store_type(
     locations: list[dict[str, Any]], preference: list[str], stats: dict[str, BackendStats]
 ) -> None:
-    ranking = rank(locations, stats=stats, now=1000.0, store_type_preference=preference)
+    context = RankContext.of(locations, now=1000.0, store_type_preference=preference)
+    ranking = rank(context, stats)
     order = {"local": 0, "fresh": 1, "stale": 2, "ejected": 3, "invalid": 4}
     groups = [order[r.group] for r in ranking.locations]
     assert groups == sorted(groups)
@@ -169,3 +171,55 @@ def test_metrics_groups_are_ordered_and_stale_ones_follow_store_type(
     stale = [r.location for r in ranking.locations if r.group == "stale"]
     expected = store_type_order(stale, normalize_preference(preference))
     assert [id(x) for x in stale] == [id(x) for x in expected]
+
+
+ANY_FLOAT = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+WILD_STATS = st.dictionaries(
+    st.sampled_from(
+        [
+            "https://127.0.0.2:443",
+            "http://127.0.0.3:8080",
+            "s3+http://127.0.0.5:9000",
+            "rbd://f1/p",
+            "file:///",
+        ]
+    ),
+    st.builds(BackendStats, ANY_FLOAT, ANY_FLOAT, ANY_FLOAT, ANY_FLOAT, st.none() | st.text()),
+)
+
+
+def _finite_or_none(value: float | None) -> bool:
+    return value is None or (math.isfinite(value) and value >= 0)
+
+
+@settings(max_examples=500)
+@given(
+    LOCATIONS,
+    WILD_STATS,
+    st.one_of(st.none(), st.integers(0, 2**80)),
+    st.floats(1.0, 10.0),
+    st.floats(-1e12, 1e12),
+)
+def test_metrics_survives_any_statistics(
+    locations: list[dict[str, Any]],
+    stats: dict[str, BackendStats],
+    size: int | None,
+    band: float,
+    now: float,
+) -> None:
+    """NaN, infinities, negatives, huge sizes: no exception, no non-finite figure, nothing lost."""
+    policy = MetricsPolicy(near_tie_band=band, node_id="n1")
+    ranking = rank(RankContext.of(locations, now=now, policy=policy, image_size=size), stats)
+    assert sorted(map(id, ranking.ordered())) == sorted(map(id, locations))
+    for r in ranking.locations:
+        figures = (r.expected_seconds, r.latency_seconds, r.throughput_bytes_per_second)
+        assert all(_finite_or_none(x) for x in (*figures, r.age_seconds)), r
+        assert r.why and r.group == r.reason.group
+        info = stats.get(r.backend or "")
+        if r.group == "fresh":
+            assert info is not None and info.fresh(now, policy.max_age)
+            assert r.expected_seconds == info.expected_seconds(
+                policy.default_image_size if size is None else size
+            )
+        if info is not None and info.problem() is not None and not info.ejected(now):
+            assert r.reason in (Reason.UNUSABLE, Reason.LOCAL_CLONE)
