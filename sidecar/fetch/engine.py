@@ -16,9 +16,9 @@ The monitor runs every ``TICK`` seconds:
   knows is assumed as good as the current one was).
 - **stall**: a source that delivered nothing for ``STALL_SECONDS`` fails its job.
 - A source that fails (error, stall, lying answer) waits ``RETRY_BASE x 2^(n-1)``
-  seconds before it is used again, and is dropped after ``MAX_FAILURES``: never a
-  tight retry loop. A source switched away from for slowness waits
-  ``SWITCH_COOLDOWN`` seconds.
+  seconds before it is used again, and is dropped after ``MAX_FAILURES`` (at once
+  for ``missing`` and ``auth``): never a tight retry loop. A source switched away
+  from for slowness waits ``SWITCH_COOLDOWN`` seconds.
 - it keeps ``count`` sources active (the next ones in the plan's order).
 """
 
@@ -44,6 +44,8 @@ SWITCH_COOLDOWN = 5.0
 STALL_SECONDS = 5.0
 RETRY_BASE = 1.0
 MAX_FAILURES = 3
+#: Errors a retry within one fetch cannot fix: the location is dropped at once.
+PERMANENT = frozenset({"missing", "auth"})
 
 
 class AllFailed(Exception):
@@ -200,6 +202,8 @@ class Engine:
                     error = TransportError("local", f"{type(exc).__name__}: {exc}")
             if error is not None:
                 source.failures += 1
+                if error.error_class in PERMANENT:
+                    source.failures = MAX_FAILURES  # retrying cannot help
                 source.note(error.args[0] if error.args else "failed")
                 wait = RETRY_BASE * 2 ** (source.failures - 1)
                 self._deactivate(source, error.error_class, wait)
