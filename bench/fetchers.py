@@ -54,6 +54,7 @@ def _fetch_in_worker(
     image_id: str,
     sources: int | str,
     sidecar_url: str,
+    report_interval: float,
 ) -> FetchResult | str:
     """Runs in a worker process: the result, or the failure's message."""
     try:
@@ -65,6 +66,7 @@ def _fetch_in_worker(
             image_id=image_id,
             sources=sources,
             sidecar_url=sidecar_url,
+            report_interval=report_interval,
         )
     except FetchFailed as exc:
         return f"exit {exc.exit_code}: {exc}"
@@ -82,8 +84,12 @@ class Fetcher:
 
     WORKERS = 8
 
-    def __init__(self, name: str, sidecar_url: str, sources: int | str) -> None:
+    def __init__(
+        self, name: str, sidecar_url: str, sources: int | str, report_interval: float
+    ) -> None:
         self.name = name
+        self.report_interval = report_interval
+        """Seconds between reports of a transfer still running (the metrics row's)."""
         self.sidecar_url = sidecar_url
         self.sources = sources
         self.switches = 0
@@ -104,6 +110,7 @@ class Fetcher:
             image.image_id,
             self.sources,
             self.sidecar_url,
+            self.report_interval,
         ).result()
         result.seconds = time.monotonic() - began
         if isinstance(fetched, str):

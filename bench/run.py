@@ -156,7 +156,7 @@ def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str
     if name in METRICS_VARIANTS:
         return Metrics(sidecars[name].url, name=name, progress=METRICS_VARIANTS[name])
     if name in FETCH_VARIANTS:
-        return Fetcher(name, sidecars[name].url, FETCH_VARIANTS[name])
+        return Fetcher(name, sidecars[name].url, FETCH_VARIANTS[name], PROGRESS_INTERVAL)
     if name == "aria2c":
         return Aria2()
     raise ValueError(name)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from probes.swift import TokenCache
 from probes.target import Credentials, ProbeLimits
 from sidecar.fetch.engine import AllFailed, Engine
-from sidecar.fetch.observe import Observer
+from sidecar.fetch.observe import DEFAULT_INTERVAL, Observer
 from sidecar.fetch.partfile import Checksum, IntegrityError, NoSpace, PartFile, parse_checksum
 from sidecar.fetch.plan import Plan, make_plan, source_count
 from sidecar.fetch.segments import Segments
@@ -141,6 +141,7 @@ async def fetch_image(
     sources: int | str = 1,
     sidecar_url: str | None = None,
     report: bool = True,
+    report_interval: float = DEFAULT_INTERVAL,
     credentials: Credentials | None = None,
     limits: ProbeLimits = DEFAULT_LIMITS,
     on_progress: Callable[[Engine], None] | None = None,
@@ -151,7 +152,8 @@ async def fetch_image(
     Follows the sidecar's ranking (``sidecar_url``, default ``$LOCATION_SIDECAR_URL``),
     reads from ``sources`` locations at once (``"auto"``: see ``sidecar.fetch.plan``),
     switches away from a location that slows down or fails, and reports every
-    location's outcome to the sidecar unless ``report`` is false. Raises
+    location's outcome to the sidecar unless ``report`` is false (a transfer still
+    running every ``report_interval`` seconds, a degraded one at once). Raises
     :class:`FetchFailed` (``exit_code`` 1, 2 or 3); ``path`` is untouched then.
     """
     began = time.monotonic()
@@ -180,7 +182,9 @@ async def fetch_image(
     )
     if plan.sidecar_down:
         warn(f"sidecar down ({plan.reason}); continuing in that order")
-    observer = Observer(sidecar_url, enabled=report and not plan.sidecar_down)
+    observer = Observer(
+        sidecar_url, enabled=report and not plan.sidecar_down, interval=report_interval
+    )
     pool = _sources(plan, size, credentials, limits)
     try:
         size = size if size is not None else await _discover_size(pool, observer)
