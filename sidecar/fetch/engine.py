@@ -144,8 +144,10 @@ class Engine:
             self._maybe_switch(source, now)
 
     def _next_standby(self, now: float) -> Source | None:
+        """The location to switch to: the next one in order that has not failed in this
+        fetch (a failed one comes back only to replace a source that failed too)."""
         for source in self.sources:
-            if source.state == "standby" and source.retry_at <= now:
+            if source.state == "standby" and source.retry_at <= now and not source.failures:
                 return source
         return None
 
