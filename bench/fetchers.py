@@ -124,6 +124,9 @@ class Fetcher:
         for shown, count in sorted(fetched.bytes_by_source.items(), key=lambda kv: -kv[1]):
             name = emulator.name_of(shown)
             result.attempts.append(Attempt(shown, name, True, count, result.seconds, None, None))
+        for shown, why in fetched.failures.items():
+            name = emulator.name_of(shown)
+            result.attempts.append(Attempt(shown, name, False, 0, 0.0, None, why))
         result.first_backend = result.attempts[0].backend if result.attempts else ""
         result.first_true_seconds = truths.get(result.first_backend, float("inf"))
         result.best_true_seconds = min(truths.values())

@@ -83,6 +83,8 @@ class FetchResult:
     steals: int = 0
     duplicates: int = 0
     resumed_bytes: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    """Redacted location URL -> why it failed or was left (locations that did)."""
     observations: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -105,6 +107,7 @@ class FetchResult:
             "steals": self.steals,
             "duplicates": self.duplicates,
             "resumed_bytes": self.resumed_bytes,
+            "failures": self.failures,
             "observations": self.observations,
             "warnings": self.warnings,
         }
@@ -300,6 +303,7 @@ async def _transfer(
         steals=segments.steals,
         duplicates=segments.duplicates,
         resumed_bytes=resumed,
+        failures={s.shown: s.message for s in pool if s.failures},
     )
 
 
