@@ -24,15 +24,15 @@ from bench.run import (
     run_scenario,
 )
 
+from bench.scenarios import SCENARIOS
+from bench.service import ServiceResult, measure
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: Said in the output (and on stderr) when the multi-source peer is missing.
 ARIA2_MISSING = (
     "aria2c is not installed (`scripts/install-system-deps.sh` installs Debian's aria2): "
     "its rows are skipped."
 )
-from bench.scenarios import SCENARIOS
-from bench.service import ServiceResult, measure
-
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def probe_mode(asked: str) -> str:
