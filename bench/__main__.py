@@ -23,7 +23,6 @@ from bench.run import (
     ScenarioResult,
     run_scenario,
 )
-
 from bench.scenarios import SCENARIOS
 from bench.service import ServiceResult, measure
 
