@@ -80,11 +80,14 @@ class BadHeader(Exception):
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """Headers as the HTTP library takes them; :class:`BadHeader` for a value
-    with control characters or outside Latin-1, before anything is sent."""
+    the library would refuse (control characters, white space at either end,
+    outside Latin-1), before anything is sent."""
     encoded = []
     for name, value in headers.items():
         if _BAD_VALUE.search(value):
             raise BadHeader(f"the {name} header would hold control characters: not sent")
+        if value != value.strip(" \t"):
+            raise BadHeader(f"the {name} header would start or end with white space: not sent")
         try:
             encoded.append((name.encode("latin-1"), value.encode("latin-1")))
         except UnicodeEncodeError:

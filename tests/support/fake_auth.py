@@ -156,4 +156,3 @@ def _handler(server: FakeSwiftAuth) -> type[BaseHTTPRequestHandler]:
             self._reply(201, headers, body)
 
     return Handler
-
