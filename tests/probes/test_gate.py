@@ -17,6 +17,7 @@ import trustme
 
 from probes import ProbeLimits, ProbeResult, Reason, probe_url
 from probes.gate import BadHost, Gate, normal_host
+from tests.sidecar.support import run_cli
 from tests.support.fake_auth import FakeSwiftAuth
 from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
@@ -153,6 +154,18 @@ def test_storage_url_that_is_not_http_is_refused(auth: FakeSwiftAuth) -> None:
     auth.storage_url = "file:///etc/passwd"
     result = probe(auth.location(), allow_host=lambda _: True)
     assert (result.outcome, result.reason) == ("not_measurable", Reason.NOT_ALLOWED)
+
+
+def test_the_probe_command_follows_another_host_only_with_allow_host(
+    auth: FakeSwiftAuth, victim: RangeServer
+) -> None:
+    auth.storage_url = f"http://127.0.0.9:{victim.port}/v1/AUTH_test"
+    refused = run_cli("probe", auth.location(), "--bytes", "4KiB", "--timeout", "5s")
+    assert refused.returncode == 3, refused.stderr
+    assert "(127.0.0.9) is not allowed" in refused.stdout and victim.connections == []
+    allowed = run_cli("probe", auth.location(), "--bytes", "4KiB", "--allow-host", "127.0.0.*")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert victim.requests()[0].headers["x-auth-token"] == TOKEN
 
 
 # -- credentials stay with their origin ---------------------------------------------------
