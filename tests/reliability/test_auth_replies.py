@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sidecar.support import make_config, running_app, wait_until
+from tests.sidecar.support import make_config, running_app
 from tests.support.fake_auth import FakeSwiftAuth
 from tests.support.http_server import RangeServer
+from tests.support.processes import wait_until
 
 TOKEN = "AUTH_tk-hostile-reply-1f2e"
 KEY_HEAD, KEY_TAIL = "CRLFKEY7", "CRLFKEY8"
@@ -38,6 +39,7 @@ def victim() -> Iterator[RangeServer]:
 
 
 def held(client: httpx.Client, key: str) -> dict[str, Any] | None:
+    """The backend's ``/v1/backends`` entry once its probe target is held back."""
     listed = {b["backend"]: b for b in client.get("/v1/backends").json()["backends"]}
     state = listed.get(key)
     return state if state and (state.get("probe") or {}).get("status") == "held" else None
@@ -58,7 +60,7 @@ def test_a_storage_url_on_another_host_gets_no_connection(
         learn(srv.client, auth.location())
         key = f"swift+http://127.0.0.2:{auth.port}"
         state = wait_until(lambda: held(srv.client, key), what="the learned backend held back")
-        assert state["probe"]["last_outcome"] == "not_measurable"
+        assert state is not None and state["probe"]["last_outcome"] == "not_measurable"
         assert state["samples"] == {"probe": 0, "report": 0}
         assert "storage URL on another host (127.0.0.9) is not allowed" in caplog.text
         skipped = srv.client.get("/metrics").text
@@ -78,7 +80,7 @@ def test_a_key_with_crlf_reaches_no_answer_and_no_log(
         learn(srv.client, auth.location(key=f"{KEY_HEAD}%0D%0AX-Injected:%20{KEY_TAIL}"))
         key = f"swift+http://127.0.0.2:{auth.port}"
         state = wait_until(lambda: held(srv.client, key), what="the learned backend held back")
-        assert state["probe"]["last_outcome"] == "error"
+        assert state is not None and state["probe"]["last_outcome"] == "error"
         seen = "\n".join(
             (srv.client.get("/v1/backends").text, srv.client.get("/metrics").text, caplog.text)
         )
