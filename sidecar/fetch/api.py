@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from probes.swift import TokenCache
-from probes.target import Credentials, ProbeLimits
+from probes.target import Credentials, ProbeLimits, TokenCache
 from sidecar.fetch.engine import AllFailed, Engine
 from sidecar.fetch.observe import DEFAULT_INTERVAL, Observer
 from sidecar.fetch.partfile import Checksum, IntegrityError, NoSpace, PartFile, parse_checksum

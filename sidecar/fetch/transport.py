@@ -25,9 +25,18 @@ from urllib.parse import quote, unquote, urlsplit
 import httpcore
 
 from probes import s3, swift
-from probes.fetch import ssl_context
-from probes.http import split_userinfo
-from probes.target import Credentials, ProbeLimits, S3Credentials, SwiftCredentials
+from probes.fetch import BadHeader, encode_headers, ssl_context
+from probes.gate import Gate, NotAllowed
+from probes.target import (
+    Credentials,
+    ProbeLimits,
+    ProbeTarget,
+    S3Credentials,
+    SwiftCredentials,
+    Token,
+    TokenCache,
+)
+from probes.urls import split_userinfo
 from strategies.backends import scheme_of
 from strategies.failures import ErrorClass, error_class_for_status
 
@@ -145,7 +154,10 @@ class HttpTransport:
         timeouts = {"connect": limits.connect_timeout, "read": limits.timeout, "pool": None}
         for attempt in (1, 2):
             url, headers = await self.headers(_range_value(start, end))
-            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            try:
+                raw = encode_headers(headers)  # names the header, never the value
+            except BadHeader as exc:
+                raise TransportError("local", str(exc)) from None
             try:
                 async with self._pool.stream(
                     "GET", url, headers=raw, extensions={"timeout": timeouts}
@@ -220,7 +232,7 @@ class SwiftTransport(HttpTransport):
         limits: ProbeLimits,
         size: int | None,
         configured: SwiftCredentials | None,
-        tokens: swift.TokenCache,
+        tokens: TokenCache,
     ) -> None:
         self.location = swift.parse(url)
         secrets: tuple[str, ...] = ()
@@ -242,18 +254,23 @@ class SwiftTransport(HttpTransport):
         if self.version not in ("1", "3"):
             raise TransportError("auth", f"Swift auth version {self.version} is not supported")
         self.tokens = tokens
-        self.key = swift.TokenCache.key_of(self.creds, self.auth_url, self.version)
+        self.key = TokenCache.key_of(self.creds, self.auth_url, self.version)
+        # the probes' rule: auth and storage hosts of the location (or its configured
+        # auth_url); a storage URL an auth reply names on another host is refused
+        self.gate = Gate.of(ProbeTarget(url=url, credentials=configured), limits)
         super().__init__(loc.base_url, limits, size, secrets)
 
-    async def _token(self) -> swift.Token:
+    async def _token(self) -> Token:
         token = self.tokens.get(self.key)
         if token is None:
             self.tokens.auth_requests += 1
             authenticate = swift._auth_v3 if self.version == "3" else swift._auth_v1
             try:
-                token = await authenticate(self.creds, self.auth_url, self.limits)
+                token = await authenticate(self.creds, self.auth_url, self.limits, self.gate)
             except swift.AuthFailed as failed:
                 raise TransportError(failed.error_class, str(failed)) from None
+            except NotAllowed as exc:
+                raise TransportError("local", str(exc)) from None
             except (httpcore.NetworkError, httpcore.TimeoutException) as exc:
                 raise _transport_error(exc) from None
             self.tokens.put(self.key, token)
@@ -264,6 +281,11 @@ class SwiftTransport(HttpTransport):
         base = self.storage_url or token.storage_url
         if not base:
             raise TransportError("auth", "Keystone catalog has no object-store endpoint")
+        if self.storage_url is None:
+            try:
+                swift.check_storage_url(base, self.auth_url, self.gate, self.version)
+            except NotAllowed as exc:
+                raise TransportError("local", str(exc)) from None
         loc = self.location
         url = f"{base.rstrip('/')}/{quote(loc.container)}/{quote(loc.obj)}"
         return url, {"User-Agent": USER_AGENT, "Range": range_value, "X-Auth-Token": token.token}
@@ -326,7 +348,7 @@ def transport_for(
     size: int | None,
     *,
     credentials: Credentials | None = None,
-    swift_tokens: swift.TokenCache | None = None,
+    swift_tokens: TokenCache | None = None,
 ) -> Transport:
     """The transport for a location URL; :class:`TransportError` when it cannot be read."""
     scheme = scheme_of(url)
@@ -338,7 +360,7 @@ def transport_for(
             return S3Transport(url, limits, size, fallback)
         if scheme in ("swift", "swift+http", "swift+https"):
             configured = credentials if isinstance(credentials, SwiftCredentials) else None
-            return SwiftTransport(url, limits, size, configured, swift_tokens or swift.TokenCache())
+            return SwiftTransport(url, limits, size, configured, swift_tokens or TokenCache())
         if scheme in ("file", "filesystem"):
             return FileTransport(url, size)
     except ValueError as exc:
