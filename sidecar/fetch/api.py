@@ -270,7 +270,7 @@ async def _transfer(
         raise BadArgument(str(exc)) from None
     except OSError as exc:
         raise BadArgument(f"cannot write {part.part}: {exc.strerror}") from None
-    segments = Segments.of(size, done)
+    segments = Segments.of(size, done, min_split=min_split(size))
     resumed = segments.written
     count = source_count(wanted, [s.location for s in pool], size)
     engine = Engine(pool, segments, part, observer, count, on_progress)
@@ -309,6 +309,11 @@ async def _transfer(
 async def _inline(function: Callable[..., T], /, *args: Any) -> T:
     """Run a short blocking step on the loop itself (a thread hop costs more)."""
     return function(*args)
+
+
+def min_split(size: int) -> int:
+    """The smallest range worth its own request: 1/16 of the image, 128 KiB to 1 MiB."""
+    return max(128 * 1024, min(1024 * 1024, size // 16))
 
 
 def fetch_image_sync(*args: Any, **kwargs: Any) -> FetchResult:

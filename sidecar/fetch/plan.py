@@ -24,7 +24,7 @@ from typing import Any
 from strategies import nova
 from strategies.backends import redact_url
 
-AUTO_MIN_BYTES = 2 * 1024 * 1024
+AUTO_MIN_BYTES = 1024 * 1024
 AUTO_FACTOR = 3.0
 AUTO_MAX = 4
 AUTO_UNKNOWN = 2

@@ -121,7 +121,11 @@ class Segments:
         return self._steal(source, rate, latency) or self._duplicate(source, rate, latency)
 
     def _steal(self, source: int, rate: Rate, latency: Callable[[int], float]) -> Job | None:
-        busy = [s for s in self.segments if not s.done and s.owner and s.dup is None]
+        busy = [
+            s
+            for s in self.segments
+            if not s.done and s.owner and s.owner.source != source and s.dup is None
+        ]
         if not busy:
             return None
         victim = max(busy, key=lambda s: s.left)
