@@ -28,9 +28,10 @@ def test_sigterm_leaves_a_part_file_that_a_rerun_continues(
     slow = http_servers("127.0.0.2", content=CONTENT, bandwidth=1 * MIB)
     out = tmp_path / "img"
     part = tmp_path / "img.part"
+    command = [sys.executable, "-m", "sidecar.cli", "fetch", slow.url("/img"), "-o", str(out)]
+    command += ["--checksum", sha256(CONTENT), "--sidecar", dead_sidecar(), "--quiet"]
     child = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.cli", "fetch", slow.url("/img"), "-o", str(out)]
-        + ["--checksum", sha256(CONTENT), "--sidecar", dead_sidecar(), "--quiet"],
+        command,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
