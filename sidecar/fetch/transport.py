@@ -3,7 +3,8 @@
 Signing and auth are the probes' (``probes.http.split_userinfo`` for basic auth,
 ``probes.s3.signed_headers`` for SigV4, ``probes.swift``'s v1/Keystone v3 auth and
 its :class:`~probes.swift.TokenCache`): this module only keeps one connection per
-location open for the whole fetch (httpcore, keep-alive, ``max_connections=1``)
+location open for the whole fetch (httpcore, keep-alive, ``max_connections=1``;
+plain http over ``sidecar.fetch.netio``'s asyncio backend)
 and checks that an answer really is the range asked for. A server that ignores
 Range (200) is usable only from offset 0; a wrong ``Content-Range``, a total that
 disagrees with the image size or a short body is an error, never data.
@@ -37,6 +38,7 @@ from probes.target import (
     TokenCache,
 )
 from probes.urls import split_userinfo
+from sidecar.fetch.netio import AsyncioBackend
 from strategies.backends import scheme_of
 from strategies.failures import ErrorClass, error_class_for_status
 
@@ -138,7 +140,12 @@ class HttpTransport:
         context: ssl.SSLContext | None = (
             ssl_context(limits) if url.lower().startswith("https:") else None
         )
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, max_connections=1, retries=0)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=1,
+            retries=0,
+            network_backend=None if context else AsyncioBackend(),
+        )
 
     async def headers(self, range_value: str) -> tuple[str, dict[str, str]]:
         """The URL and headers of one ranged GET (signed, authenticated)."""
