@@ -9,7 +9,8 @@ Modules, one job each: ``plan`` (order and source count), ``transport`` (ranged
 reads, the probes' signing and auth), ``segments`` (who reads which bytes),
 ``sources`` (a location's state and rate), ``engine`` (workers and switching),
 ``partfile`` (``PATH.part``, verification, atomic rename), ``observe`` (what the
-sidecar is told), ``glance`` (an image's record), ``progress`` and ``cli``.
+sidecar is told), ``glance`` (an image's record), ``netio`` (plain-TCP reads for
+httpcore on asyncio), ``progress`` and ``cli``.
 """
 
 from __future__ import annotations
