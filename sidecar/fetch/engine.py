@@ -7,6 +7,7 @@ file at their offsets; memory is one chunk per worker.
 The monitor runs every ``TICK`` seconds:
 
 - **switch**: an active source whose rate over the last ``SWITCH_WINDOW`` seconds
+  of transfer (counted from the first byte: the wait for it is spent anyway)
   stays below ``SWITCH_FRACTION`` of what the best standby location is expected
   to deliver, for ``SWITCH_HOLD`` seconds in a row (hysteresis: one slow window
   does not flap), is put on standby; its segment's remainder goes to the standby
@@ -154,7 +155,8 @@ class Engine:
     def _maybe_switch(self, source: Source, now: float) -> None:
         rate = source.rate(now, SWITCH_WINDOW)
         standby = self._next_standby(now)
-        if rate is None or standby is None or now - (source.busy_since or now) < SWITCH_WINDOW:
+        young = now - (source.transfer_since or now) < SWITCH_WINDOW
+        if rate is None or standby is None or young:
             source.slow_since = None
             return
         expected = standby.expected() or source.peak
@@ -228,7 +230,8 @@ class Engine:
         requested = job.segment.end
         source.job_started(started)
         async with source.transport.open(job.cursor, requested) as body:
-            source.first_byte(time.monotonic() - started)
+            headed = time.monotonic()
+            source.first_byte(headed - started, headed)
             self.observer.start_window(source.index, time.monotonic(), source.bytes)
             async for chunk in body.chunks:
                 while chunk:

@@ -39,6 +39,8 @@ class Source:
     """The rate of its last busy window in this fetch (bytes/s)."""
     peak: float | None = None
     busy_since: float | None = None
+    transfer_since: float | None = None
+    """When the current job's first byte came (``None``: not yet, or no job)."""
     last_byte_at: float = 0.0
     slow_since: float | None = None
     runs: list[nova.Attempt] = field(default_factory=list)
@@ -89,13 +91,19 @@ class Source:
     # -- jobs and bytes ----------------------------------------------------------------
     def job_started(self, now: float) -> None:
         self.busy_since = now
+        self.transfer_since = None
         self.last_byte_at = now
         self._samples.clear()
         self._samples.append((now, self.bytes))
 
-    def first_byte(self, seconds: float) -> None:
+    def first_byte(self, seconds: float, now: float) -> None:
+        """The answer's headers are in: rates count from here (the wait for the first
+        byte is spent whatever happens next, so it says nothing about the rest)."""
         if self._run_first_byte is None:
             self._run_first_byte = seconds
+        self.transfer_since = now
+        self._samples.clear()
+        self._samples.append((now, self.bytes))
 
     def job_ended(self, now: float) -> None:
         if self.busy_since is None:
@@ -104,7 +112,7 @@ class Source:
         if rate is not None:
             self.measured = rate
         self._run_busy += now - self.busy_since
-        self.busy_since = None
+        self.busy_since = self.transfer_since = None
 
     def add(self, count: int, now: float) -> None:
         self.bytes += count
@@ -115,8 +123,9 @@ class Source:
             self._samples.popleft()
 
     def rate(self, now: float, window: float) -> float | None:
-        """Bytes/s over the last ``window`` seconds of the current job (``None``: too young)."""
-        if self.busy_since is None or not self._samples:
+        """Bytes/s over the last ``window`` seconds of the current job's transfer, from its
+        first byte on (``None``: no first byte yet, or too young)."""
+        if self.transfer_since is None or not self._samples:
             return None
         base = self._samples[0]
         for sample in self._samples:
