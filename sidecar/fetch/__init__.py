@@ -15,43 +15,56 @@ httpcore on asyncio), ``progress`` and ``cli``.
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from sidecar.fetch.api import (
-    EXIT_FAILED,
-    EXIT_INTEGRITY,
-    EXIT_OK,
-    EXIT_USAGE,
-    AllLocationsFailed,
-    BadArgument,
-    FetchFailed,
-    FetchResult,
-    IntegrityFailure,
-    fetch_image,
-    fetch_image_sync,
-)
-from sidecar.fetch.glance import GlanceError, glance_image
+#: Public name -> the module that defines it. Imported on first use, so that the
+#: ``location-sidecar`` command line (which registers ``fetch``) starts without
+#: loading botocore, httpcore and rich for its other subcommands.
+_HOMES = {
+    **dict.fromkeys(
+        (
+            "EXIT_FAILED",
+            "EXIT_INTEGRITY",
+            "EXIT_OK",
+            "EXIT_USAGE",
+            "AllLocationsFailed",
+            "BadArgument",
+            "FetchFailed",
+            "FetchResult",
+            "IntegrityFailure",
+            "fetch_image",
+            "fetch_image_sync",
+        ),
+        "sidecar.fetch.api",
+    ),
+    **dict.fromkeys(
+        ("GlanceError", "fetch_glance_image", "fetch_glance_image_sync"), "sidecar.fetch.glance"
+    ),
+}
 
-
-async def fetch_glance_image(
-    image_id: str, glance_url: str, path: str | Path, *, token: str | None = None, **options: Any
-) -> FetchResult:
-    """:func:`fetch_image` with the locations, size and checksum Glance has for ``image_id``."""
-    try:
-        image = await glance_image(glance_url, image_id, token)
-    except GlanceError as exc:
-        raise BadArgument(str(exc)) from None
-    options.setdefault("size", image.size)
-    options.setdefault("checksum", image.checksum)
-    return await fetch_image(
-        image.locations, path, image_id=image_id, direct_url=image.direct_url, **options
+if TYPE_CHECKING:
+    from sidecar.fetch.api import (
+        EXIT_FAILED,
+        EXIT_INTEGRITY,
+        EXIT_OK,
+        EXIT_USAGE,
+        AllLocationsFailed,
+        BadArgument,
+        FetchFailed,
+        FetchResult,
+        IntegrityFailure,
+        fetch_image,
+        fetch_image_sync,
     )
+    from sidecar.fetch.glance import GlanceError, fetch_glance_image, fetch_glance_image_sync
 
 
-def fetch_glance_image_sync(*args: Any, **kwargs: Any) -> FetchResult:
-    return asyncio.run(fetch_glance_image(*args, **kwargs))
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
 
 
 __all__ = [
@@ -63,6 +76,7 @@ __all__ = [
     "BadArgument",
     "FetchFailed",
     "FetchResult",
+    "GlanceError",
     "IntegrityFailure",
     "fetch_glance_image",
     "fetch_glance_image_sync",

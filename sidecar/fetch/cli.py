@@ -13,19 +13,15 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sidecar.fetch.api import (
-    EXIT_USAGE,
-    BadArgument,
-    FetchFailed,
-    FetchResult,
-    fetch_image,
-)
-from sidecar.fetch.glance import GlanceError, glance_image
-from sidecar.fetch.progress import Bar
 from strategies.units import parse_size
 
+if TYPE_CHECKING:  # imported when the command runs: every other subcommand starts fast
+    from sidecar.fetch.api import FetchResult
+    from sidecar.fetch.progress import Bar
+
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -61,6 +57,8 @@ def add_parser(commands: Any) -> None:
 
 
 def _sources(text: str) -> int | str:
+    from sidecar.fetch.api import BadArgument
+
     if text == "auto":
         return "auto"
     if text.isdigit() and int(text) >= 1:
@@ -69,6 +67,9 @@ def _sources(text: str) -> int | str:
 
 
 async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
+    from sidecar.fetch.api import BadArgument, fetch_image
+    from sidecar.fetch.glance import GlanceError, glance_image
+
     sources = _sources(args.sources)
     try:
         size = parse_size(args.size, name="--size") if args.size is not None else None
@@ -123,6 +124,9 @@ async def _main(args: argparse.Namespace, bar: Bar) -> FetchResult:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sidecar.fetch.api import FetchFailed
+    from sidecar.fetch.progress import Bar
+
     try:
         with Bar(enabled=not args.quiet and not args.json) as bar:
             result = asyncio.run(_main(args, bar))

@@ -14,9 +14,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sidecar.fetch.partfile import ALGORITHMS
+
+if TYPE_CHECKING:
+    from sidecar.fetch.api import FetchResult
 
 
 class GlanceError(Exception):
@@ -87,3 +91,25 @@ async def glance_image(
             "(show_multiple_locations and show_image_direct_url are off)"
         )
     return image
+
+
+async def fetch_glance_image(
+    image_id: str, glance_url: str, path: str | Path, *, token: str | None = None, **options: Any
+) -> FetchResult:
+    """:func:`~sidecar.fetch.api.fetch_image` with the locations, size and checksum Glance
+    has for ``image_id``; a Glance that does not answer usably is a bad argument (exit 2)."""
+    from sidecar.fetch.api import BadArgument, fetch_image
+
+    try:
+        image = await glance_image(glance_url, image_id, token)
+    except GlanceError as exc:
+        raise BadArgument(str(exc)) from None
+    options.setdefault("size", image.size)
+    options.setdefault("checksum", image.checksum)
+    return await fetch_image(
+        image.locations, path, image_id=image_id, direct_url=image.direct_url, **options
+    )
+
+
+def fetch_glance_image_sync(*args: Any, **kwargs: Any) -> FetchResult:
+    return asyncio.run(fetch_glance_image(*args, **kwargs))

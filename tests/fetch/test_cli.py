@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.fetch.support import dead_sidecar, fetch_cli, sha256
-from tests.sidecar.support import ThreadServer
+from tests.sidecar.support import ROOT, ThreadServer
 from tests.support.fixtures import pattern
 from tests.support.http_server import RangeServer
 
@@ -134,3 +136,19 @@ def test_a_credential_in_a_url_is_never_printed_or_reported(
         f"http://127.0.0.2:{good.port}",
         f"http://127.0.0.3:{bad.port}",
     }
+
+
+def test_other_subcommands_do_not_load_the_downloader() -> None:
+    code = (
+        "import sys, sidecar.cli; sidecar.cli.build_parser(); "
+        "print(sorted(m for m in ('botocore', 'rich', 'httpcore', 'sidecar.fetch.api') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
+    import sidecar.fetch
+
+    assert sorted(sidecar.fetch.__all__) == sorted(sidecar.fetch._HOMES)
+    assert sidecar.fetch.fetch_image_sync.__module__ == "sidecar.fetch.api"
