@@ -49,6 +49,7 @@ from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
 from sidecar.history import History, HistoryError
+from sidecar.intake import IngestLimit
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.samples import Sample
@@ -64,8 +65,6 @@ from strategies.units import parse_duration
 LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_BACKENDS = 1024
-"""Reports may not create more backends than this: memory and label cardinality stay bounded."""
 TaskFactory = Callable[["SidecarApp"], Awaitable[None]]
 
 
@@ -104,7 +103,12 @@ class SidecarApp(FastAPI):
         self.clock = clock
         self.notifier = notifier
         self.stores = StoreMap()
-        self.history = History(config.history.path, retention=config.history.retention)
+        self.history = History(
+            config.history.path,
+            retention=config.history.retention,
+            max_rows=config.history.max_rows,
+        )
+        self.intake = IngestLimit(config.history.max_reports_per_second)
         self.estimators = Estimators(
             config.estimator,
             max_age=config.strategy.metrics.max_age,
@@ -180,10 +184,11 @@ class SidecarApp(FastAPI):
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
         since = self.clock() - self.config.history.rebuild_window
-        samples = self.history.read(since=since)
-        for sample in samples:
+        replayed = 0
+        for sample in self.history.replay(since=since, max_backends=self.estimators.max_backends):
             self.estimators.record(sample)
-        return len(samples)
+            replayed += 1
+        return replayed
 
     async def maintenance(self) -> None:
         """Tick (the watchdog's proof of progress) and prune old history now and then."""
@@ -470,28 +475,29 @@ def create_app(
     unavailable: dict[int | str, dict[str, Any]] = {
         503: {"model": ErrorResponse, "description": "History not readable or writable now"}
     }
+    limited = unavailable | {
+        429: {"model": ErrorResponse, "description": "Over history.max_reports_per_second"}
+    }
 
     @app.post(
         "/v1/observations",
         response_model=ObservationsResponse,
         tags=["measurements"],
-        responses=unavailable,
+        responses=limited,
     )
     async def observations(body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_OBSERVATIONS:
             raise APIError(422, f"at most {MAX_OBSERVATIONS} observations per request")
+        if wait := app.intake.take(len(items)):
+            raise APIError(429, f"over {app.intake.rate:g} observations/s: retry in {wait:.2f} s")
         now = app.clock()
         samples = []
         for index, item in enumerate(items):
             key = _backend_key(item.url, app)
             if key is None:
                 raise APIError(422, f"observation {index}: cannot place its URL on a backend")
-            if key not in app.estimators.backends and len(app.estimators.backends) >= MAX_BACKENDS:
-                raise APIError(422, f"observation {index}: more than {MAX_BACKENDS} backends")
-            if item.partial and not item.ok:
-                raise APIError(422, f"observation {index}: a partial observation has ok true")
             samples.append(
                 Sample(
                     time=now,

@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,11 @@ BUSY_TIMEOUT_MS = 5000
 CHECK_BUSY_TIMEOUT_MS = 1000
 """The readiness check waits less for a lock than a write does: it must answer quickly."""
 MAX_BATCH = 1000
+PRUNE_CHUNK = 50_000
+"""Rows deleted per transaction when pruning past the row cap: the write lock is held briefly."""
+REPLAY_PER_BACKEND = 256
+"""Newest samples of each backend replayed at start: older ones weigh less than
+``(1 - estimator.min_weight) ** 256`` (1e-12 by default) in an estimate."""
 
 
 class HistoryError(Exception):
@@ -138,10 +143,14 @@ _STOP = object()
 class History:
     """The sample store: open it, write through :meth:`write`, close it to flush."""
 
-    def __init__(self, path: Path, *, retention: float) -> None:
+    def __init__(self, path: Path, *, retention: float, max_rows: int = 1_000_000) -> None:
         self.path = Path(path)
         self.retention = retention
+        self.max_rows = max_rows
+        """Past this many rows (plus 1%), the oldest are deleted after the next insert."""
         self.rows = 0
+        self.skipped_rows = 0
+        """Rows that break the rules of :mod:`sidecar.samples`, skipped by :meth:`replay`."""
         self.write_errors = 0
         self.recoveries = 0
         """Corrupt files moved aside (and replaced by a fresh one) by :meth:`open`."""
@@ -311,6 +320,8 @@ class History:
                 self.failing = False
                 for job in inserts:
                     _resolve(job.future, len(job.payload))
+                if self.rows > self.max_rows + max(MAX_BATCH, self.max_rows // 100):
+                    self._cap(db)
         for job in batch:
             if job.kind == "prune":
                 try:
@@ -323,9 +334,36 @@ class History:
                     self._failed([job], exc)
                 else:
                     self.rows = max(0, self.rows - deleted)
-                    _resolve(job.future, deleted)
+                    _resolve(job.future, deleted + self._cap(db))
             elif job.kind == "check":
                 self._check(db.conn, job)
+
+    def _cap(self, db: sqlite_utils.Database) -> int:
+        """Delete the oldest rows (by insertion) down to ``max_rows``; returns how many."""
+        deleted = 0
+        try:
+            while self.rows > self.max_rows:
+                chunk = min(PRUNE_CHUNK, self.rows - self.max_rows)
+                with db.atomic():
+                    cursor = db.execute(
+                        "DELETE FROM samples WHERE id IN "
+                        "(SELECT id FROM samples ORDER BY id LIMIT ?)",
+                        [chunk],
+                    )
+                    count = max(cursor.rowcount, 0)
+                deleted += count
+                self.rows -= count
+                if count < chunk:  # the count was off: start again from the file
+                    self.rows = int(db.execute("SELECT count(*) FROM samples").fetchone()[0])
+                    break
+            if deleted:
+                db.conn.executescript("PRAGMA incremental_vacuum;")
+                LOG.warning("history: %d oldest rows deleted past max_rows", deleted)
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            self.last_error = str(exc)
+            LOG.error("history prune past max_rows failed: %s", exc)
+        return deleted
 
     def _check(self, conn: sqlite3.Connection, job: _Job) -> None:
         """A real committed write (page 1, via ``user_version``) with a short busy wait.
@@ -373,6 +411,35 @@ class History:
                 self._failed([item], exc)
 
     # -- reads (any thread; each opens its own connection) ---------------------
+    def replay(
+        self, *, since: float, max_backends: int, per_backend: int = REPLAY_PER_BACKEND
+    ) -> Iterator[Sample]:
+        """The samples to rebuild the estimators from, streamed (memory: one backend's).
+
+        For each of the ``max_backends`` backends with the newest samples since
+        ``since``: its newest ``per_backend`` samples, oldest first. Backends
+        come least recently active first. Rows that break the rules of
+        :mod:`sidecar.samples` are skipped and counted in :attr:`skipped_rows`.
+        """
+        conn = connect(self.path)
+        conn.row_factory = sqlite3.Row
+        try:
+            for backend in _replay_backends(conn, since, max_backends):
+                rows = conn.execute(
+                    "SELECT * FROM samples WHERE backend = ? AND time >= ? "
+                    "ORDER BY time DESC, id DESC LIMIT ?",
+                    [backend, since, per_backend],
+                ).fetchall()
+                for row in reversed(rows):
+                    try:
+                        sample = Sample.from_row(dict(row))
+                    except (ValueError, TypeError, KeyError):
+                        self.skipped_rows += 1
+                        continue
+                    yield sample
+        finally:
+            conn.close()
+
     def read(
         self,
         *,
@@ -401,6 +468,16 @@ class History:
             return [Sample.from_row(row) for row in db.query(sql, params)]
         finally:
             conn.close()
+
+
+def _replay_backends(conn: sqlite3.Connection, since: float, limit: int) -> list[str]:
+    """The ``limit`` backends with the newest samples since ``since``, least recent first."""
+    rows = conn.execute(
+        "SELECT backend FROM samples WHERE time >= ? GROUP BY backend "
+        "ORDER BY max(time) DESC LIMIT ?",
+        [since, limit],
+    ).fetchall()
+    return [str(row[0]) for row in reversed(rows)]
 
 
 def _resolve(future: concurrent.futures.Future[Any], value: Any) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from sidecar.config import EstimatorConfig
-from sidecar.estimators import Estimators
+from sidecar.estimators import MAX_STEP, Estimators
 from sidecar.samples import Sample
 
 A, B = "https://a.example:443", "https://b.example:443"
@@ -71,10 +71,15 @@ def test_latency_rises_at_once_and_decays_with_tau() -> None:
     e = est(latency_tau=900.0, min_weight=0.0)
     e.record(ok(T0, fb=0.1, kind="latency", size=0, seconds=0.1))
     e.record(ok(T0 + 1, fb=2.0, kind="latency", size=0, seconds=2.0))
-    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(2.0)  # peak: at once
+    # peak: at once, but by at most MAX_STEP (x4) per sample
+    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(0.1 * MAX_STEP)
+    e.record(ok(T0 + 1, fb=2.0, kind="latency", size=0, seconds=2.0))
+    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(1.6)
+    e.record(ok(T0 + 1, fb=2.0, kind="latency", size=0, seconds=2.0))
+    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(2.0)
     e.record(ok(T0 + 1 + 900, fb=0.1, kind="latency", size=0, seconds=0.1))
-    w = 1 - math.exp(-1)  # one tau later
-    assert e.stats(T0 + 901)[A].latency_seconds == pytest.approx(2.0 + w * (0.1 - 2.0))
+    w = 1 - math.exp(-1)  # one tau later; the sample counts as 2.0 / MAX_STEP at least
+    assert e.stats(T0 + 901)[A].latency_seconds == pytest.approx(2.0 + w * (0.5 - 2.0))
 
 
 def test_throughput_moves_slowly_up_and_fast_on_a_sharp_drop() -> None:
@@ -85,7 +90,11 @@ def test_throughput_moves_slowly_up_and_fast_on_a_sharp_drop() -> None:
     assert up is not None and 100 * MiB < up < 103 * MiB
     e.record(ok(T0 + 120, fb=0.0, size=10 * MiB, seconds=1.0))  # a sharp drop
     down = e.stats(T0 + 120)[A].throughput_bytes_per_second
-    assert down is not None and down < 40 * MiB
+    # most of the way at once, but one sample divides it by at most MAX_STEP (x4)
+    assert down is not None and up / MAX_STEP <= down < 50 * MiB
+    e.record(ok(T0 + 180, fb=0.0, size=10 * MiB, seconds=1.0))
+    again = e.stats(T0 + 180)[A].throughput_bytes_per_second
+    assert again is not None and again < 20 * MiB
 
 
 def test_real_downloads_weigh_more_than_probes() -> None:
