@@ -28,7 +28,7 @@
   0) measured nothing: it is counted, but neither ends an ejection nor resets
   the failures in a row.
 - At most ``max_backends`` (1024) backends are tracked; a new one evicts the
-  least recently useful (oldest newest good sample, then oldest sample), so a
+  least recently useful (oldest newest sample, then oldest good one), so a
   real new backend is never locked out and memory and ``/metrics`` stay bounded.
 
 Updates use the samples' own times, never the clock, so replaying history at
@@ -166,7 +166,8 @@ class Estimators:
 
     def _evict(self) -> None:
         def usefulness(state: BackendState) -> tuple[float, float]:
-            return (state.newest_good_at or -math.inf, state.newest_at or -math.inf)
+            # Newest sample of any kind first: a failing backend's ejection is worth keeping.
+            return (state.newest_at or -math.inf, state.newest_good_at or -math.inf)
 
         victim = min(self.backends.values(), key=usefulness).key
         del self.backends[victim]
