@@ -33,8 +33,8 @@ BUSY_TIMEOUT_MS = 5000
 CHECK_BUSY_TIMEOUT_MS = 1000
 """The readiness check waits less for a lock than a write does: it must answer quickly."""
 MAX_BATCH = 1000
-PRUNE_CHUNK = 50_000
-"""Rows deleted per transaction when pruning past the row cap: the write lock is held briefly."""
+PRUNE_CHUNK = 10_000
+"""Rows deleted per transaction past the row cap, between other jobs (about 0.1 s each)."""
 REPLAY_PER_BACKEND = 256
 """Newest samples of each backend replayed at start: older ones weigh less than
 ``(1 - estimator.min_weight) ** 256`` (1e-12 by default) in an estimate."""
@@ -150,6 +150,9 @@ class History:
         """Past this many rows (plus 1%), the oldest are deleted after the next insert."""
         self.rows = 0
         self.skipped_rows = 0
+        self.trimmed_rows = 0
+        """Rows deleted because the history held more than ``max_rows``."""
+        self._trimming = False
         """Rows that break the rules of :mod:`sidecar.samples`, skipped by :meth:`replay`."""
         self.write_errors = 0
         self.recoveries = 0
@@ -188,6 +191,7 @@ class History:
             raise HistoryError(f"cannot open history {self.path}: still corrupt: {exc}") from None
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open history {self.path}: {exc}") from exc
+        self._trimming = self.rows > self.max_rows
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self._thread.start()
 
@@ -283,7 +287,14 @@ class History:
         try:
             stop = False
             while not stop:
-                first = self._queue.get()
+                if self._trimming:  # past max_rows: one chunk between jobs, until done
+                    try:
+                        first = self._queue.get_nowait()
+                    except queue.Empty:
+                        self._trim_chunk(db)
+                        continue
+                else:
+                    first = self._queue.get()
                 batch: list[_Job] = []
                 if first is _STOP:
                     break
@@ -321,7 +332,7 @@ class History:
                 for job in inserts:
                     _resolve(job.future, len(job.payload))
                 if self.rows > self.max_rows + max(MAX_BATCH, self.max_rows // 100):
-                    self._cap(db)
+                    self._trimming = True
         for job in batch:
             if job.kind == "prune":
                 try:
@@ -334,16 +345,16 @@ class History:
                     self._failed([job], exc)
                 else:
                     self.rows = max(0, self.rows - deleted)
-                    _resolve(job.future, deleted + self._cap(db))
+                    self._trimming = self.rows > self.max_rows
+                    _resolve(job.future, deleted)
             elif job.kind == "check":
                 self._check(db.conn, job)
 
-    def _cap(self, db: sqlite_utils.Database) -> int:
-        """Delete the oldest rows (by insertion) down to ``max_rows``; returns how many."""
-        deleted = 0
+    def _trim_chunk(self, db: sqlite_utils.Database) -> None:
+        """Delete up to ``PRUNE_CHUNK`` of the oldest rows (by insertion) past ``max_rows``."""
+        chunk = min(PRUNE_CHUNK, self.rows - self.max_rows)
         try:
-            while self.rows > self.max_rows:
-                chunk = min(PRUNE_CHUNK, self.rows - self.max_rows)
+            if chunk > 0:
                 with db.atomic():
                     cursor = db.execute(
                         "DELETE FROM samples WHERE id IN "
@@ -351,19 +362,19 @@ class History:
                         [chunk],
                     )
                     count = max(cursor.rowcount, 0)
-                deleted += count
                 self.rows -= count
-                if count < chunk:  # the count was off: start again from the file
+                self.trimmed_rows += count
+                if count < chunk:  # the count was off: take it from the file again
                     self.rows = int(db.execute("SELECT count(*) FROM samples").fetchone()[0])
-                    break
-            if deleted:
+            if self.rows <= self.max_rows:
+                self._trimming = False
                 db.conn.executescript("PRAGMA incremental_vacuum;")
-                LOG.warning("history: %d oldest rows deleted past max_rows", deleted)
+                LOG.warning("history: oldest rows deleted down to max_rows (%d)", self.max_rows)
         except sqlite3.Error as exc:
+            self._trimming = False  # tried again after the next insert or prune
             self.write_errors += 1
             self.last_error = str(exc)
             LOG.error("history prune past max_rows failed: %s", exc)
-        return deleted
 
     def _check(self, conn: sqlite3.Connection, job: _Job) -> None:
         """A real committed write (page 1, via ``user_version``) with a short busy wait.

@@ -93,6 +93,11 @@ class _StateCollector(Collector):
             value=self.history.skipped_rows,
         )
         yield CounterMetricFamily(
+            PREFIX + "history_rows_trimmed",
+            "History rows deleted, oldest first, because the file held more than max_rows",
+            value=self.history.trimmed_rows,
+        )
+        yield CounterMetricFamily(
             PREFIX + "backends_evicted",
             "Backends dropped from the table (the least recently useful) to admit a new one",
             value=self.estimators.evicted,
