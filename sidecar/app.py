@@ -184,11 +184,8 @@ class SidecarApp(FastAPI):
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
         since = self.clock() - self.config.history.rebuild_window
-        replayed = 0
-        for sample in self.history.replay(since=since, max_backends=self.estimators.max_backends):
-            self.estimators.record(sample)
-            replayed += 1
-        return replayed
+        replay = self.history.replay(since=since, max_backends=self.estimators.max_backends)
+        return self.estimators.rebuild(replay)
 
     async def maintenance(self) -> None:
         """Tick (the watchdog's proof of progress) and prune old history now and then."""

@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sidecar.config import EstimatorConfig
+from sidecar.history import Replayed
 from sidecar.samples import MAX_RATE, MAX_SECONDS, MIN_SECONDS, SOURCES, Sample
 from strategies.failures import ERROR_CLASSES
 from strategies.stats import BackendStats
@@ -174,6 +175,29 @@ class Estimators:
         self.evicted += 1
         for callback in self.on_evict:
             callback(victim)
+
+    def rebuild(self, replayed: Iterable[Replayed]) -> int:
+        """Learn from the history's replay; returns the samples replayed.
+
+        The sample and error counts are those of every stored row of the
+        window, not only of the samples replayed.
+        """
+        total = 0
+        for part in replayed:
+            for sample in part.samples:
+                self.record(sample)
+            total += len(part.samples)
+            state = self.backends.get(part.backend)
+            if state is None:
+                continue
+            state.samples = dict.fromkeys(SOURCES, 0)
+            state.errors = dict.fromkeys(ERROR_CLASSES, 0)
+            for source, ok, error_class, rows in part.counts:
+                if source in state.samples:
+                    state.samples[source] += int(rows)
+                if not ok and error_class in state.errors:
+                    state.errors[error_class] += int(rows)
+        return total
 
     def record(self, sample: Sample) -> BackendState:
         state = self._state(sample.backend)

@@ -130,6 +130,17 @@ def migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """One backend's share of the start-up replay (see :meth:`History.replay`)."""
+
+    backend: str
+    samples: list[Sample]
+    """Its newest samples, oldest first, impossible ones left out."""
+    counts: list[tuple[Any, ...]]
+    """``(source, ok, error_class, rows)`` over the whole replay window."""
+
+
 @dataclass
 class _Job:
     kind: str
@@ -424,12 +435,13 @@ class History:
     # -- reads (any thread; each opens its own connection) ---------------------
     def replay(
         self, *, since: float, max_backends: int, per_backend: int = REPLAY_PER_BACKEND
-    ) -> Iterator[Sample]:
-        """The samples to rebuild the estimators from, streamed (memory: one backend's).
+    ) -> Iterator[Replayed]:
+        """What to rebuild the estimators from, one backend at a time (memory: one backend's).
 
         For each of the ``max_backends`` backends with the newest samples since
-        ``since``: its newest ``per_backend`` samples, oldest first. Backends
-        come least recently active first. Rows that break the rules of
+        ``since`` (least recently active first): its newest ``per_backend``
+        samples, oldest first, and the counts of all its rows since ``since``
+        (aggregated by SQLite). Rows that break the rules of
         :mod:`sidecar.samples` are skipped and counted in :attr:`skipped_rows`.
         """
         conn = connect(self.path)
@@ -441,13 +453,18 @@ class History:
                     "ORDER BY time DESC, id DESC LIMIT ?",
                     [backend, since, per_backend],
                 ).fetchall()
+                samples = []
                 for row in reversed(rows):
                     try:
-                        sample = Sample.from_row(dict(row))
+                        samples.append(Sample.from_row(dict(row)))
                     except (ValueError, TypeError, KeyError):
                         self.skipped_rows += 1
-                        continue
-                    yield sample
+                counts = conn.execute(
+                    "SELECT source, ok, error_class, count(*) FROM samples "
+                    "WHERE backend = ? AND time >= ? GROUP BY source, ok, error_class",
+                    [backend, since],
+                ).fetchall()
+                yield Replayed(backend, samples, [tuple(c) for c in counts])
         finally:
             conn.close()
 
