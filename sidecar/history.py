@@ -445,9 +445,21 @@ class History:
         :mod:`sidecar.samples` are skipped and counted in :attr:`skipped_rows`.
         """
         conn = connect(self.path)
-        conn.row_factory = sqlite3.Row
         try:
-            for backend in _replay_backends(conn, since, max_backends):
+            backends = _replay_backends(conn, since, max_backends)
+            wanted = set(backends)
+            counts: dict[str, list[tuple[Any, ...]]] = {}
+            # One sequential scan (no index: cheaper than a lookup per row); groups of
+            # backends not replayed are dropped as they come.
+            for row in conn.execute(
+                "SELECT backend, source, ok, error_class, count(*) FROM samples NOT INDEXED "
+                "WHERE time >= ? GROUP BY backend, source, ok, error_class",
+                [since],
+            ):
+                if row[0] in wanted:
+                    counts.setdefault(row[0], []).append(tuple(row[1:]))
+            conn.row_factory = sqlite3.Row
+            for backend in backends:
                 rows = conn.execute(
                     "SELECT * FROM samples WHERE backend = ? AND time >= ? "
                     "ORDER BY time DESC, id DESC LIMIT ?",
@@ -459,12 +471,7 @@ class History:
                         samples.append(Sample.from_row(dict(row)))
                     except (ValueError, TypeError, KeyError):
                         self.skipped_rows += 1
-                counts = conn.execute(
-                    "SELECT source, ok, error_class, count(*) FROM samples "
-                    "WHERE backend = ? AND time >= ? GROUP BY source, ok, error_class",
-                    [backend, since],
-                ).fetchall()
-                yield Replayed(backend, samples, [tuple(c) for c in counts])
+                yield Replayed(backend, samples, counts.get(backend, []))
         finally:
             conn.close()
 
