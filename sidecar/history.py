@@ -37,7 +37,7 @@ PRUNE_CHUNK = 10_000
 """Rows deleted per transaction past the row cap, between other jobs (about 0.1 s each)."""
 REPLAY_PER_BACKEND = 256
 """Newest samples of each backend replayed at start: older ones weigh less than
-``(1 - estimator.min_weight) ** 256`` (1e-12 by default) in an estimate."""
+``(1 - estimator.min_weight) ** 256`` (2e-12 by default) in an estimate."""
 
 
 class HistoryError(Exception):

@@ -308,4 +308,3 @@ def test_readyz_fails_when_a_background_task_dies(server: ThreadServer) -> None:
 
     wait_until(lambda: server.client.get("/readyz").status_code == 503, what="readyz 503")
     assert "crasher" in server.client.get("/readyz").json()["checks"]["tasks"]
-
