@@ -52,6 +52,7 @@ from sidecar.history import History, HistoryError
 from sidecar.intake import IngestLimit
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
+from sidecar.replay import replay
 from sidecar.samples import Sample
 from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
@@ -184,8 +185,8 @@ class SidecarApp(FastAPI):
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
         since = self.clock() - self.config.history.rebuild_window
-        replay = self.history.replay(since=since, max_backends=self.estimators.max_backends)
-        return self.estimators.rebuild(replay)
+        replayed = replay(self.history, since=since, max_backends=self.estimators.max_backends)
+        return self.estimators.rebuild(replayed)
 
     async def maintenance(self) -> None:
         """Tick (the watchdog's proof of progress) and prune old history now and then."""

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sidecar.config import EstimatorConfig
-from sidecar.history import Replayed
+from sidecar.replay import Replayed
 from sidecar.samples import MAX_RATE, MAX_SECONDS, MIN_SECONDS, SOURCES, Sample
 from strategies.failures import ERROR_CLASSES
 from strategies.stats import BackendStats

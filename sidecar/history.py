@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,6 @@ CHECK_BUSY_TIMEOUT_MS = 1000
 MAX_BATCH = 1000
 PRUNE_CHUNK = 10_000
 """Rows deleted per transaction past the row cap, between other jobs (about 0.1 s each)."""
-REPLAY_PER_BACKEND = 256
-"""Newest samples of each backend replayed at start: older ones weigh less than
-``(1 - estimator.min_weight) ** 256`` (2e-12 by default) in an estimate."""
 
 
 class HistoryError(Exception):
@@ -130,17 +127,6 @@ def migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
-@dataclass(frozen=True)
-class Replayed:
-    """One backend's share of the start-up replay (see :meth:`History.replay`)."""
-
-    backend: str
-    samples: list[Sample]
-    """Its newest samples, oldest first, impossible ones left out."""
-    counts: list[tuple[Any, ...]]
-    """``(source, ok, error_class, rows)`` over the whole replay window."""
-
-
 @dataclass
 class _Job:
     kind: str
@@ -161,6 +147,7 @@ class History:
         """Past this many rows (plus 1%), the oldest are deleted after the next insert."""
         self.rows = 0
         self.skipped_rows = 0
+        """Rows breaking the rules of :mod:`sidecar.samples`, skipped by a replay or a read."""
         self.trimmed_rows = 0
         """Rows deleted because the history held more than ``max_rows``."""
         self._trimming = False
@@ -433,48 +420,6 @@ class History:
                 self._failed([item], exc)
 
     # -- reads (any thread; each opens its own connection) ---------------------
-    def replay(
-        self, *, since: float, max_backends: int, per_backend: int = REPLAY_PER_BACKEND
-    ) -> Iterator[Replayed]:
-        """What to rebuild the estimators from, one backend at a time (memory: one backend's).
-
-        For each of the ``max_backends`` backends with the newest samples since
-        ``since`` (least recently active first): its newest ``per_backend``
-        samples, oldest first, and the counts of all its rows since ``since``
-        (aggregated by SQLite). Rows that break the rules of
-        :mod:`sidecar.samples` are skipped and counted in :attr:`skipped_rows`.
-        """
-        conn = connect(self.path)
-        try:
-            backends = _replay_backends(conn, since, max_backends)
-            wanted = set(backends)
-            counts: dict[str, list[tuple[Any, ...]]] = {}
-            # One sequential scan (no index: cheaper than a lookup per row); groups of
-            # backends not replayed are dropped as they come.
-            for row in conn.execute(
-                "SELECT backend, source, ok, error_class, count(*) FROM samples NOT INDEXED "
-                "WHERE time >= ? GROUP BY backend, source, ok, error_class",
-                [since],
-            ):
-                if row[0] in wanted:
-                    counts.setdefault(row[0], []).append(tuple(row[1:]))
-            conn.row_factory = sqlite3.Row
-            for backend in backends:
-                rows = conn.execute(
-                    "SELECT * FROM samples WHERE backend = ? AND time >= ? "
-                    "ORDER BY time DESC, id DESC LIMIT ?",
-                    [backend, since, per_backend],
-                ).fetchall()
-                samples = []
-                for row in reversed(rows):
-                    try:
-                        samples.append(Sample.from_row(dict(row)))
-                    except (ValueError, TypeError, KeyError):
-                        self.skipped_rows += 1
-                yield Replayed(backend, samples, counts.get(backend, []))
-        finally:
-            conn.close()
-
     def read(
         self,
         *,
@@ -500,19 +445,15 @@ class History:
         conn = connect(self.path)
         try:
             db = sqlite_utils.Database(conn, execute_plugins=False)
-            return [Sample.from_row(row) for row in db.query(sql, params)]
+            samples = []
+            for row in db.query(sql, params):
+                try:
+                    samples.append(Sample.from_row(row))
+                except (ValueError, TypeError, KeyError):
+                    self.skipped_rows += 1
+            return samples
         finally:
             conn.close()
-
-
-def _replay_backends(conn: sqlite3.Connection, since: float, limit: int) -> list[str]:
-    """The ``limit`` backends with the newest samples since ``since``, least recent first."""
-    rows = conn.execute(
-        "SELECT backend FROM samples WHERE time >= ? GROUP BY backend "
-        "ORDER BY max(time) DESC LIMIT ?",
-        [since, limit],
-    ).fetchall()
-    return [str(row[0]) for row in reversed(rows)]
 
 
 def _resolve(future: concurrent.futures.Future[Any], value: Any) -> None:

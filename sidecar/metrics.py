@@ -89,7 +89,7 @@ class _StateCollector(Collector):
         )
         yield CounterMetricFamily(
             PREFIX + "history_rows_skipped",
-            "History rows skipped on replay: impossible values (see README.md, HTTP API)",
+            "History rows skipped on replay or read: impossible values (see README.md, HTTP API)",
             value=self.history.skipped_rows,
         )
         yield CounterMetricFamily(

@@ -242,6 +242,9 @@ def test_a_poisoned_history_is_skipped_on_replay_and_counted(tmp_path: Path) -> 
         text = server.client.get("/metrics").text
         assert f"location_sidecar_history_rows_skipped_total {poisoned}.0" in text
         metrics_are_finite(server)
+        listed = server.client.get("/v1/history", params={"limit": 100})
+        assert listed.status_code == 200  # poisoned rows left out, not a 503
+        assert [row["backend"] for row in listed.json()["samples"]] == ["http://127.0.0.3:8080"]
         keys = {b["backend"] for b in server.client.get("/v1/backends").json()["backends"]}
         assert KEY not in keys  # nothing valid was left of it
         answer = rank_is_sound(server, [U, HONEST])

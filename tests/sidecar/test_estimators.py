@@ -248,3 +248,38 @@ def test_a_non_finite_estimate_is_never_fresh() -> None:
     (view,) = e.views(T0 + 1)
     assert not view.fresh and not view.estimated
     assert e.stats(T0 + 1)[A].expected_seconds(MiB) is None
+
+
+def test_one_sample_moves_an_estimate_by_at_most_max_step() -> None:
+    e = est(min_weight=0.0)
+    e.record(ok(T0, fb=0.01, size=100 * MiB, seconds=1.01))
+    e.record(ok(T0 + 86400, fb=80000.0, size=100 * MiB, seconds=86000.0))  # w ~ 1: long gap
+    s = e.stats(T0 + 86400)[A]
+    assert s.latency_seconds == pytest.approx(0.01 * MAX_STEP)
+    assert s.throughput_bytes_per_second == pytest.approx(100 * MiB / MAX_STEP, rel=1e-4)
+
+
+def test_a_success_that_moved_no_bytes_measures_nothing() -> None:
+    e = est(eject_after=2)
+    e.record(ok(T0))
+    e.record(fail(T0 + 1))
+    e.record(fail(T0 + 2))
+    assert e.stats(T0 + 2)[A].ejected(T0 + 2)
+    e.record(ok(T0 + 3, fb=0.001, size=0, seconds=0.001, kind="throughput"))
+    state = e.backends[A]
+    assert state.ejected_until is not None and state.consecutive_failures == 2
+    assert state.samples["probe"] == 4 and state.newest_good_at == T0
+    e.record(ok(T0 + 4, fb=0.001, size=0, seconds=0.001, kind="latency"))  # a latency probe
+    assert e.backends[A].ejected_until is None
+
+
+def test_the_table_evicts_the_least_recently_active() -> None:
+    e = Estimators(EstimatorConfig(), max_age=900.0, node_id="n1", max_backends=3)
+    gone: list[str] = []
+    e.on_evict.append(gone.append)
+    for n, key in enumerate(("https://1.example:443", "https://2.example:443", A)):
+        e.record(ok(T0 + n, key))
+    e.record(fail(T0 + 10, "https://1.example:443"))  # failing, but active: kept
+    e.record(ok(T0 + 11, B))
+    assert gone == ["https://2.example:443"] and e.evicted == 1
+    assert set(e.backends) == {"https://1.example:443", A, B}
