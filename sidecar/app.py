@@ -47,12 +47,12 @@ from sidecar.api_models import (
 )
 from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
-from sidecar.estimators import Estimators
+from sidecar.estimators import MAX_BACKENDS, Estimators
 from sidecar.history import History, HistoryError
 from sidecar.intake import IngestLimit
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
-from sidecar.replay import replay
+from sidecar.replay import CLOCK_SKEW, replay
 from sidecar.samples import Sample
 from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
@@ -184,8 +184,9 @@ class SidecarApp(FastAPI):
     # -- life cycle -------------------------------------------------------------------
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
-        since = self.clock() - self.config.history.rebuild_window
-        replayed = replay(self.history, since=since, max_backends=self.estimators.max_backends)
+        now = self.clock()
+        since, until = now - self.config.history.rebuild_window, now + CLOCK_SKEW
+        replayed = replay(self.history, since=since, until=until, max_backends=MAX_BACKENDS)
         return self.estimators.rebuild(replayed)
 
     async def maintenance(self) -> None:

@@ -1,8 +1,9 @@
 """Per-backend estimates learnt from samples (see ARCHITECTURE.md, Estimators).
 
 - Latency: a peak-sensitive, time-decayed EWMA (``w = exp(-dt/tau)``, tau about
-  15 min): a slower sample raises the estimate at once, faster ones pull it down
-  slowly, so a backend that just stalled is not trusted again after one good reply.
+  15 min): a slower sample raises the estimate at once (by up to ``MAX_STEP``),
+  faster ones pull it down slowly, so a backend that just stalled is not trusted
+  again after one good reply.
 - Throughput: a time-decayed EWMA (tau about 2 h) that moves most of the way at
   once when a sample falls below half the estimate (a sharp drop is news).
 - A client's real download counts as ``report_weight`` probes.

@@ -216,10 +216,11 @@ def _poison_history(path: Path, now: float) -> int:
         {"first_byte_seconds": 0.01, "bytes": 65536, "seconds": 1.0, "source": "evil"},
         {"first_byte_seconds": 0.01, "bytes": 65536, "seconds": 1.0, "error_class": "server"},
     ]
+    future = {"first_byte_seconds": 0.01, "bytes": 65536, "seconds": 1.0, "time": now + 1e9}
     conn = sqlite3.connect(path)
     with conn:
         for n, row in enumerate(rows):
-            full = base | row | {"time": now - 60 + n}
+            full = base | {"time": now - 60 + n} | row
             names = ", ".join(full)
             marks = ", ".join("?" for _ in full)
             conn.execute(f"INSERT INTO samples ({names}) VALUES ({marks})", list(full.values()))
@@ -229,8 +230,14 @@ def _poison_history(path: Path, now: float) -> int:
             f"INSERT INTO samples ({', '.join(honest)}) VALUES ({', '.join('?' * len(honest))})",
             list(honest.values()),
         )
+        # From the future: would stay fresh for ever (an honest backend, else no skip).
+        full = base | future | {"backend": "http://127.0.0.4:8080"}
+        conn.execute(
+            f"INSERT INTO samples ({', '.join(full)}) VALUES ({', '.join('?' * len(full))})",
+            list(full.values()),
+        )
     conn.close()
-    return len(rows)
+    return len(rows) + 1
 
 
 def test_a_poisoned_history_is_skipped_on_replay_and_counted(tmp_path: Path) -> None:
@@ -244,9 +251,11 @@ def test_a_poisoned_history_is_skipped_on_replay_and_counted(tmp_path: Path) -> 
         metrics_are_finite(server)
         listed = server.client.get("/v1/history", params={"limit": 100})
         assert listed.status_code == 200  # poisoned rows left out, not a 503
-        assert [row["backend"] for row in listed.json()["samples"]] == ["http://127.0.0.3:8080"]
+        listed_keys = [row["backend"] for row in listed.json()["samples"]]
+        assert listed_keys == ["http://127.0.0.4:8080", "http://127.0.0.3:8080"]  # newest first
         keys = {b["backend"] for b in server.client.get("/v1/backends").json()["backends"]}
         assert KEY not in keys  # nothing valid was left of it
+        assert "http://127.0.0.4:8080" not in keys  # its only row is from the future
         answer = rank_is_sound(server, [U, HONEST])
         assert answer["locations"][0]["url"] == HONEST
         # Honest reports afterwards learn normally.
