@@ -47,7 +47,7 @@ from sidecar.api_models import (
 )
 from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
-from sidecar.estimators import MAX_BACKENDS, Estimators
+from sidecar.estimators import Estimators
 from sidecar.history import History, HistoryError
 from sidecar.intake import IngestLimit
 from sidecar.metrics import SidecarMetrics
@@ -186,8 +186,10 @@ class SidecarApp(FastAPI):
         """Replay recent history into the estimators; returns the samples replayed."""
         now = self.clock()
         since, until = now - self.config.history.rebuild_window, now + CLOCK_SKEW
-        replayed = replay(self.history, since=since, until=until, max_backends=MAX_BACKENDS)
-        return self.estimators.rebuild(replayed)
+        cap = self.estimators.max_backends
+        return self.estimators.rebuild(
+            replay(self.history, since=since, until=until, max_backends=cap)
+        )
 
     async def maintenance(self) -> None:
         """Tick (the watchdog's proof of progress) and prune old history now and then."""
@@ -489,8 +491,6 @@ def create_app(
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_OBSERVATIONS:
             raise APIError(422, f"at most {MAX_OBSERVATIONS} observations per request")
-        if wait := app.intake.take(len(items)):
-            raise APIError(429, f"over {app.intake.rate:g} observations/s: retry in {wait:.2f} s")
         now = app.clock()
         samples = []
         for index, item in enumerate(items):
@@ -511,6 +511,8 @@ def create_app(
                     kind="progress" if item.partial else "download",
                 )
             )
+        if wait := app.intake.take(len(samples)):
+            raise APIError(429, f"over {app.intake.rate:g} observations/s: retry in {wait:.2f} s")
         try:
             await app.record_many(samples)
         except HistoryError as exc:
