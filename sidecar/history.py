@@ -189,7 +189,8 @@ class History:
             raise HistoryError(f"cannot open history {self.path}: still corrupt: {exc}") from None
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open history {self.path}: {exc}") from exc
-        self._trimming = self.rows > self.max_rows
+        # Trimming past max_rows starts with the first prune (after the start-up replay:
+        # deleting while the replay reads would slow both down).
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self._thread.start()
 

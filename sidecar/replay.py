@@ -9,6 +9,8 @@ SQLite in one sequential scan. Rows that break the rules of
 
 from __future__ import annotations
 
+import heapq
+import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,20 +56,9 @@ def replay(
     try:
         future = conn.execute("SELECT count(*) FROM samples WHERE time > ?", [until])
         history.skipped_rows += int(future.fetchone()[0])
-        backends = _replay_backends(conn, since, until, max_backends)
-        wanted = set(backends)
-        counts: dict[str, list[tuple[Any, ...]]] = {}
-        # One sequential scan (no index: cheaper than a lookup per row); groups of
-        # backends not replayed are dropped as they come.
-        for row in conn.execute(
-            "SELECT backend, source, ok, error_class, count(*) FROM samples NOT INDEXED "
-            "WHERE time >= ? AND time <= ? GROUP BY backend, source, ok, error_class",
-            [since, until],
-        ):
-            if row[0] in wanted:
-                counts.setdefault(row[0], []).append(tuple(row[1:]))
+        counts = _newest_backends(conn, since, until, max_backends)
         conn.row_factory = sqlite3.Row
-        for backend in backends:
+        for backend in counts:
             rows = conn.execute(
                 "SELECT * FROM samples WHERE backend = ? AND time >= ? AND time <= ? "
                 "ORDER BY time DESC, id DESC LIMIT ?",
@@ -79,16 +70,43 @@ def replay(
                     samples.append(Sample.from_row(dict(row)))
                 except (ValueError, TypeError, KeyError):
                     history.skipped_rows += 1
-            yield Replayed(backend, samples, counts.get(backend, []))
+            yield Replayed(backend, samples, counts[backend])
     finally:
         conn.close()
 
 
-def _replay_backends(conn: sqlite3.Connection, since: float, until: float, limit: int) -> list[str]:
-    """The ``limit`` backends with the newest samples in the window, least recent first."""
-    rows = conn.execute(
-        "SELECT backend FROM samples WHERE time >= ? AND time <= ? GROUP BY backend "
-        "ORDER BY max(time) DESC LIMIT ?",
-        [since, until, limit],
-    ).fetchall()
-    return [str(row[0]) for row in reversed(rows)]
+def _newest_backends(
+    conn: sqlite3.Connection, since: float, until: float, limit: int
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The counts of the ``limit`` most recently active backends, least recent first.
+
+    One sequential scan (no index: cheaper than a lookup per row), grouped and
+    sorted by SQLite; only ``limit`` backends are held at a time (a heap on
+    their newest sample), whatever the file holds.
+    """
+    heap: list[tuple[float, str, list[tuple[Any, ...]]]] = []
+
+    def keep(backend: str, newest: float, groups: list[tuple[Any, ...]]) -> None:
+        heapq.heappush(heap, (newest, backend, groups))
+        if len(heap) > limit:
+            heapq.heappop(heap)
+
+    current: str | None = None
+    newest = -math.inf
+    groups: list[tuple[Any, ...]] = []
+    for backend, source, ok, error_class, rows, at in conn.execute(
+        "SELECT backend, source, ok, error_class, count(*), max(time) FROM samples NOT INDEXED "
+        "WHERE time >= ? AND time <= ? GROUP BY backend, source, ok, error_class "
+        "ORDER BY backend",
+        [since, until],
+    ):
+        if backend != current:
+            if current is not None:
+                keep(current, newest, groups)
+            current, newest, groups = backend, -math.inf, []
+        groups.append((source, ok, error_class, rows))
+        if isinstance(at, int | float) and at > newest:
+            newest = float(at)
+    if current is not None:
+        keep(current, newest, groups)
+    return {str(backend): groups for _, backend, groups in sorted(heap)}
