@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import report
+from bench import plots, report
 from bench.run import BENCH_ESTIMATOR, BENCH_PROBE, PROGRESS_INTERVAL, ScenarioResult, run_scenario
 from bench.scenarios import SCENARIOS
 from bench.service import ServiceResult, measure
@@ -33,6 +33,7 @@ def render(
     svc: ServiceResult | None,
     seconds: float,
     warmup: float,
+    pictures: dict[str, str] | None = None,
 ) -> str:
     parts = [
         BEGIN,
@@ -62,6 +63,11 @@ def render(
     ]
     for key in sorted(results):
         parts.append(report.scenario_table(results[key]))
+        if results[key].scenario.fleet:
+            parts.append(report.first_table(results[key]))
+        if pictures and key in pictures:
+            title = f"({key}) download time per strategy over the timeline"
+            parts += [f"![{title}]({pictures[key]})", ""]
     if svc is not None:
         parts += ["## Service cost", "", report.service_table(svc)]
     parts.append(END)
@@ -81,7 +87,7 @@ def write(out: Path, block: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--scenarios", default="abcde", help="letters, e.g. 'ab' (default abcde)")
+    parser.add_argument("--scenarios", default="abcdef", help="letters, e.g. 'ab' (default abcdef)")
     parser.add_argument(
         "--probes",
         choices=("auto", "on", "sidecar", "off"),
@@ -113,7 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         print("service cost ...", file=sys.stderr, flush=True)
         svc = measure(rate=args.rate, duration=args.load_seconds, big_history=args.big_history)
         print(report.service_table(svc), file=sys.stderr, flush=True)
-    block = render(command.strip(), probes, results, svc, time.monotonic() - began, args.warmup)
+    pictures: dict[str, str] = {}
+    if args.out and plots.available():
+        for key, result in results.items():
+            pictures[key] = plots.plot(result, plots.picture_path(args.out, key)).name
+    elif args.out:
+        print("matplotlib missing (pip install '.[bench]'): no pictures", file=sys.stderr)
+    block = render(
+        command.strip(), probes, results, svc, time.monotonic() - began, args.warmup, pictures
+    )
     print(block)
     if args.out:
         write(args.out, block)
