@@ -75,7 +75,7 @@ def build_query(node_id: str, labels: Mapping[str, str], match: Sequence[str]) -
         "latency": f"quantile by (backend) (0.5, {of('latency_seconds')})",
         "throughput": f"quantile by (backend) (0.5, {of('throughput_bytes_per_second')})",
         "age": f"quantile by (backend) (0.5, {of('data_age_seconds')})",
-        "nodes": f"count by (backend) ({fresh})",
+        "nodes": f"count by (backend) {fresh}",
     }
     return " or ".join(
         f'label_replace({expr}, "stat", "{stat}", "", "")' for stat, expr in parts.items()

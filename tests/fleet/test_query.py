@@ -182,3 +182,11 @@ def test_config_errors_name_the_key(fleet: Any, node: Any, message: str, tmp_pat
         parse_config({"fleet": fleet, "node": node}, default_history=tmp_path / "h.db")
     assert message in str(raised.value)
     assert "pw" not in str(raised.value)
+
+
+def test_the_readme_shows_the_query_that_runs() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("```promql\n", 1)[1].split("```", 1)[0]
+    selector = '{zone="a", instance!="compute-07", backend!~"file:.*"}'
+    query = build_query("compute-07", {"zone": "a"}, ("zone",))
+    assert " ".join(block.split()) == " ".join(query.replace(selector, " S").split())
