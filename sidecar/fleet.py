@@ -199,16 +199,30 @@ class Fleet:
 
     # -- the background task ---------------------------------------------------------------
     async def run(self) -> None:
-        """Query now (within a second), then every ``refresh`` +-20%, for the app's life."""
+        """Query now (within a second), then every ``refresh`` +-20%, for the app's life.
+
+        Never ends on a failure: a bad CA file, an unreachable or confused Prometheus
+        only leave the prior out (the state says why).
+        """
         config = self.config
-        async with httpx.AsyncClient(
-            verify=self._verify(), timeout=config.timeout, follow_redirects=False
-        ) as client:
-            await asyncio.sleep(random.uniform(0.0, min(1.0, config.refresh)))
+        await asyncio.sleep(random.uniform(0.0, min(1.0, config.refresh)))
+        client: httpx.AsyncClient | None = None
+        try:
             while True:
-                await self.refresh(client)
+                if client is None:
+                    try:
+                        client = httpx.AsyncClient(
+                            verify=self._verify(), timeout=config.timeout, follow_redirects=False
+                        )
+                    except (OSError, ssl.SSLError) as exc:
+                        self._failed(f"cannot use fleet.ca_file ({type(exc).__name__})")
+                if client is not None:
+                    await self.refresh(client)
                 jitter = defaults.FLEET_JITTER
                 await asyncio.sleep(config.refresh * random.uniform(1 - jitter, 1 + jitter))
+        finally:
+            if client is not None:
+                await client.aclose()
 
     async def refresh(self, client: httpx.AsyncClient) -> None:
         """One query; its answer replaces the priors, a failure keeps the last ones."""
@@ -222,17 +236,19 @@ class Fleet:
                 max_age=self.config.max_age,
                 limit=defaults.FLEET_MAX_BACKENDS,
             )
-        except (FleetError, httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
-            self.queries["error"] += 1
-            error = _describe(exc)
-            if error != self.last_error:
-                LOG.warning("fleet prior: query of Prometheus failed: %s", error)
-            self.last_error = error
+        except Exception as exc:  # any failure only leaves the prior out
+            self._failed(_describe(exc))
             return
         self.queries["ok"] += 1
         if self.last_error is not None or self.fetched_at is None:
             LOG.info("fleet prior: %d backends from Prometheus", len(priors))
         self.priors, self.fetched_at, self.last_error = priors, self.clock(), None
+
+    def _failed(self, error: str) -> None:
+        self.queries["error"] += 1
+        if error != self.last_error:
+            LOG.warning("fleet prior: query of Prometheus failed: %s", error)
+        self.last_error = error
 
     async def _get(self, client: httpx.AsyncClient) -> Any:
         url = f"{self.config.prometheus_url}/api/v1/query"
@@ -285,6 +301,8 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
     return type(exc).__name__
 
 
