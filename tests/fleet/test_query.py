@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +33,10 @@ class StandIn:
 
 @pytest.fixture
 def prometheus() -> Iterator[tuple[StandIn, str]]:
+    yield from _serve(None)
+
+
+def _serve(tls: ssl.SSLContext | None) -> Iterator[tuple[StandIn, str]]:
     stand_in = StandIn()
 
     class Handler(BaseHTTPRequestHandler):
@@ -51,10 +56,13 @@ def prometheus() -> Iterator[tuple[StandIn, str]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    scheme = "https" if tls is not None else "http"
     try:
-        yield stand_in, f"http://127.0.0.1:{server.server_address[1]}"
+        yield stand_in, f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -190,3 +198,35 @@ def test_the_readme_shows_the_query_that_runs() -> None:
     selector = '{zone="a", instance!="compute-07", backend!~"file:.*"}'
     query = build_query("compute-07", {"zone": "a"}, ("zone",))
     assert " ".join(block.split()) == " ".join(query.replace(selector, " S").split())
+
+
+def test_an_https_prometheus_is_trusted_through_ca_file_only(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    served = _serve(context)
+    stand_in, url = next(served)
+    try:
+        stand_in.body = GOOD
+        untrusted = fleet_for(url, tmp_path)
+        asyncio.run(_run_once(untrusted))
+        assert untrusted.state(NOW) == "unreachable" and untrusted.last_error == "cannot connect"
+        trusted = fleet_for(url, tmp_path, ca_file=str(ca_file))
+        asyncio.run(_run_once(trusted))
+        assert trusted.state(NOW) == "ok" and set(trusted.priors) == {"http://x:80"}
+    finally:
+        served.close()
+
+
+async def _run_once(fleet: Fleet) -> None:
+    """The background task itself (its client, its CA), stopped after its first query."""
+    task = asyncio.create_task(fleet.run())
+    async with asyncio.timeout(10):  # polls with a deadline
+        while not sum(fleet.queries.values()):
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
