@@ -9,10 +9,9 @@ Order of the answer (see ARCHITECTURE.md, Ranking):
 1. ``rbd://`` locations on this node's own Ceph cluster (a clone costs nothing);
 2. fresh, healthy backends by ``latency + size / throughput``; those within
    ``near_tie_band`` of the best are shuffled deterministically by
-   (node id, image id) so one node is stable and the fleet spreads; among them,
-   backends without fresh local data but with a fleet prior (other nodes'
-   estimates), each after every local one whose cost is at most
-   ``near_tie_band`` times its prior cost;
+   (node id, image id) so one node is stable and the fleet spreads; merged
+   among them, backends without fresh local data but with a fleet prior
+   (other nodes' estimates; :mod:`strategies.prior`);
 3. stale, unmeasured or unusable (non-finite) backends, in ``store_type`` order;
 4. ejected backends, in ``store_type`` order;
 5. locations without a usable URL, in input order.
@@ -35,6 +34,7 @@ from strategies import defaults
 from strategies._glance_conf import glance_store_type_preference
 from strategies.errors import InvalidSetting
 from strategies.placement import Placed, place, place_all
+from strategies.prior import PriorCandidate, merge_priors
 from strategies.reasons import Mode, RankedLocation, Ranking, Reason, why_text
 from strategies.stats import BackendStats, FleetPrior, Freshness
 from strategies.store_type import normalize_preference
@@ -303,9 +303,9 @@ def rank(
         else:
             stale.append(entry)
 
-    priors = [f for f in fresh if f.prior is not None]
+    priors = [PriorCandidate(f.cost, f.key, f.location, f.prior, f.age) for f in fresh if f.prior]
     ranked_fresh = _order_fresh([f for f in fresh if f.prior is None], policy, context.image_id)
-    ranked_fresh = _with_priors(ranked_fresh, priors, policy.near_tie_band)
+    ranked_fresh = merge_priors(ranked_fresh, priors, policy.near_tie_band)
     stale = _in_store_type_order(stale, context.preference, context.uri_key)
     ejected = _in_store_type_order(ejected, context.preference, context.uri_key)
 
@@ -378,51 +378,6 @@ def _order_fresh(
         )
         for f, reason, why in out
     ]
-
-
-def _with_priors(
-    ranked: list[RankedLocation], priors: list[_Fresh], band: float
-) -> list[RankedLocation]:
-    """Fleet-prior locations, by prior cost, merged into the locally ranked ones.
-
-    Each goes after every local location whose cost is at most ``band`` times its
-    prior cost: the fleet's word must be more than ``band`` cheaper to pass this
-    node's own measurement. Priors are not spread by node and image.
-    """
-    if not priors:
-        return ranked
-    out: list[RankedLocation] = []
-    taken = 0
-    for f in sorted(priors, key=lambda p: p.cost):
-        assert f.prior is not None
-        after = max(
-            (i + 1 for i, r in enumerate(ranked) if (r.expected_seconds or 0.0) <= band * f.cost),
-            default=0,
-        )
-        out.extend(ranked[taken:after])
-        taken = max(taken, after)
-        scope = f" ({f.prior.scope})" if f.prior.scope else ""
-        why = why_text(
-            Reason.FLEET_PRIOR,
-            nodes=f.prior.nodes,
-            s="" if f.prior.nodes == 1 else "s",
-            scope=scope,
-            cost=_fmt_seconds(f.cost),
-        )
-        out.append(
-            RankedLocation(
-                f.location,
-                Reason.FLEET_PRIOR,
-                why,
-                f.key,
-                f.cost,
-                f.prior.latency_seconds,
-                f.prior.throughput_bytes_per_second,
-                f.age,
-            )
-        )
-    out.extend(ranked[taken:])
-    return out
 
 
 def _in_store_type_order(

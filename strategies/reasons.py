@@ -62,7 +62,7 @@ _WHY: dict[Reason, str] = {
     Reason.LOWEST_COST: "fresh: {cost}, the lowest cost",
     Reason.NEAR_TIE: "fresh: {cost}, within {band:g}x of the best: spread by node and image",
     Reason.COSTLIER: "fresh: {cost} ({ratio:.2f}x the best)",
-    Reason.FLEET_PRIOR: "fleet prior from {nodes} node{s}{scope}: {cost}",
+    Reason.FLEET_PRIOR: "fleet prior from {nodes} node{s}{scope}: {cost:.3g} s",
     Reason.NEVER_MEASURED: "never measured: store_type order",
     Reason.STALE: "stale ({detail}, max_age {max_age:.0f} s): store_type order",
     Reason.NO_ESTIMATE: "no {detail} estimate yet: store_type order",
