@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, ScenarioResult] = {}
     for key in args.scenarios:
         scenario = SCENARIOS[key]
+        if scenario.fleet and shutil.which("prometheus") is None:
+            print(f"scenario ({key}) skipped: no prometheus binary", file=sys.stderr)
+            continue
         print(f"scenario ({key}) {scenario.title} ...", file=sys.stderr, flush=True)
         results[key] = run_scenario(scenario, probes=probes, warmup=args.warmup)
         print(report.scenario_table(results[key]), file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field
 
-from sidecar.settings import Duration, Expected, Section, Size, strings
+from sidecar.settings import Duration, Expected, Section, Size, at_least, strings
 from strategies import defaults
 
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -97,6 +97,8 @@ class FleetConfig(Section):
     """A file holding the bearer token sent to Prometheus (read at each query)."""
     ca_file: Annotated[Path | None, BeforeValidator(_file)] = None
     """CA bundle for an https Prometheus (default: the system's)."""
+
+    _max_age_at_least_refresh = at_least("max_age", "refresh")
 
     @property
     def enabled(self) -> bool:

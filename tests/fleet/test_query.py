@@ -181,6 +181,7 @@ def test_parse_answer_bounds_the_number_of_backends() -> None:
         ({"match_labels": ["zone"]}, {}, "fleet.match_labels = 'zone'"),
         ({}, {"labels": {"instance": "n1"}}, "a label other than"),
         ({}, {"labels": {"zone": ""}}, "node.labels.zone"),
+        ({"refresh": "5m", "max_age": "1m"}, {}, "fleet.max_age = '1m': expected at least refresh"),
     ],
 )
 def test_config_errors_name_the_key(fleet: Any, node: Any, message: str, tmp_path: Path) -> None:
