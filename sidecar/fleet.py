@@ -256,7 +256,7 @@ class Fleet:
         token = self._token()
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        form = {"query": self.query, "timeout": f"{self.config.timeout:g}s"}
+        form = {"query": self.query, "timeout": f"{self.config.timeout:g}"}  # seconds
         limit = self.config.max_bytes
         async with client.stream("POST", url, data=form, headers=headers) as response:
             chunks, size = [], 0

@@ -131,7 +131,7 @@ def test_an_answer_becomes_usable_priors_only(tmp_path: Path, prometheus: Any) -
     assert (prior.nodes, prior.scope, prior.age(NOW)) == (4, 'zone=a"b', 60.0)
     headers, form = stand_in.requests[0]
     assert headers["Authorization"] == "Bearer prometheus-reader-token"
-    assert "timeout=5s" in form and "query=" in form
+    assert "timeout=5&" in form + "&" and "query=" in form
     assert fleet.describe(NOW).startswith('ok: 1 backends (zone=a"b)')
     assert fleet.describe(NOW + 601).startswith("ok: 0 backends")  # expired after max_age
 
