@@ -48,9 +48,12 @@ from sidecar.api_models import (
 from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
+from sidecar.fleet import Fleet
 from sidecar.history import History, HistoryError
+from sidecar.intake import IngestLimit
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
+from sidecar.replay import CLOCK_SKEW, replay
 from sidecar.samples import Sample
 from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
@@ -64,8 +67,6 @@ from strategies.units import parse_duration
 LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_BACKENDS = 1024
-"""Reports may not create more backends than this: memory and label cardinality stay bounded."""
 TaskFactory = Callable[["SidecarApp"], Awaitable[None]]
 
 
@@ -96,6 +97,7 @@ class SidecarApp(FastAPI):
     notifier: Notifier
     stores: StoreMap
     scheduler: ProbeScheduler
+    fleet: Fleet
 
     def setup_state(
         self, config: SidecarConfig, clock: Callable[[], float], notifier: Notifier
@@ -104,7 +106,12 @@ class SidecarApp(FastAPI):
         self.clock = clock
         self.notifier = notifier
         self.stores = StoreMap()
-        self.history = History(config.history.path, retention=config.history.retention)
+        self.history = History(
+            config.history.path,
+            retention=config.history.retention,
+            max_rows=config.history.max_rows,
+        )
+        self.intake = IngestLimit(config.history.max_reports_per_second)
         self.estimators = Estimators(
             config.estimator,
             max_age=config.strategy.metrics.max_age,
@@ -179,11 +186,12 @@ class SidecarApp(FastAPI):
     # -- life cycle -------------------------------------------------------------------
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
-        since = self.clock() - self.config.history.rebuild_window
-        samples = self.history.read(since=since)
-        for sample in samples:
-            self.estimators.record(sample)
-        return len(samples)
+        now = self.clock()
+        since, until = now - self.config.history.rebuild_window, now + CLOCK_SKEW
+        cap = self.estimators.max_backends
+        return self.estimators.rebuild(
+            replay(self.history, since=since, until=until, max_backends=cap)
+        )
 
     async def maintenance(self) -> None:
         """Tick (the watchdog's proof of progress) and prune old history now and then."""
@@ -348,6 +356,7 @@ def create_app(
     )
     app.setup_state(config, clock, notifier or Notifier())
     app.scheduler = ProbeScheduler.install(app)
+    app.fleet = Fleet.install(app)
     app.router.lifespan_context = lambda _app: app.lifespan_context_manager()
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
@@ -422,9 +431,12 @@ def create_app(
         for loc, key in keyed:
             app.stores.saw(loc["metadata"].get("store"), key, now)
         app.scheduler.learn((loc["url"], key) for loc, key in keyed)
-        mode: Literal["metrics", "fallback", "static"]
+        mode: Literal["metrics", "fleet", "fallback", "static"]
         if name == "metrics":
-            ranking = rank(context, app.estimators.stats(now, context.keys()))
+            keys = context.keys()
+            ranking = rank(
+                context, app.fleet.with_priors(app.estimators.stats(now, keys), keys, now)
+            )
             out = [
                 RankedLocationOut(
                     url=r.location["url"],
@@ -470,12 +482,15 @@ def create_app(
     unavailable: dict[int | str, dict[str, Any]] = {
         503: {"model": ErrorResponse, "description": "History not readable or writable now"}
     }
+    limited = unavailable | {
+        429: {"model": ErrorResponse, "description": "Over history.max_reports_per_second"}
+    }
 
     @app.post(
         "/v1/observations",
         response_model=ObservationsResponse,
         tags=["measurements"],
-        responses=unavailable,
+        responses=limited,
     )
     async def observations(body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
@@ -488,10 +503,6 @@ def create_app(
             key = _backend_key(item.url, app)
             if key is None:
                 raise APIError(422, f"observation {index}: cannot place its URL on a backend")
-            if key not in app.estimators.backends and len(app.estimators.backends) >= MAX_BACKENDS:
-                raise APIError(422, f"observation {index}: more than {MAX_BACKENDS} backends")
-            if item.partial and not item.ok:
-                raise APIError(422, f"observation {index}: a partial observation has ok true")
             samples.append(
                 Sample(
                     time=now,
@@ -506,6 +517,8 @@ def create_app(
                     kind="progress" if item.partial else "download",
                 )
             )
+        if wait := app.intake.take(len(samples)):
+            raise APIError(429, f"over {app.intake.rate:g} observations/s: retry in {wait:.2f} s")
         try:
             await app.record_many(samples)
         except HistoryError as exc:
@@ -627,7 +640,8 @@ def create_app(
         dead = app.dead_tasks()
         checks["tasks"] = f"dead: {', '.join(dead)}" if dead else "ok"
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, "fleet": app.fleet.describe(app.clock())}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
