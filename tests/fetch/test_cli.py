@@ -152,3 +152,16 @@ def test_other_subcommands_do_not_load_the_downloader() -> None:
 
     assert sorted(sidecar.fetch.__all__) == sorted(sidecar.fetch._HOMES)
     assert sidecar.fetch.fetch_image_sync.__module__ == "sidecar.fetch.api"
+
+
+def test_refuses_to_start_without_room_for_the_image(http_servers: Servers, tmp_path: Path) -> None:
+    server = http_servers("127.0.0.2", content=CONTENT)
+    out = tmp_path / "image"
+    huge = str(1 << 60)  # more than any test machine's file system holds
+    done, summary = fetch_cli(
+        server.url("/img"), "-o", str(out), "--size", huge, "--sidecar", dead_sidecar()
+    )
+    assert done.returncode == 2, done.stderr
+    assert "bytes free" in summary["error"]
+    assert not out.exists() and not (tmp_path / "image.part").exists()
+    assert server.requests() == []  # nothing was read
