@@ -48,7 +48,9 @@ from sidecar.api_models import (
 from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
+from sidecar.guards import install_guards
 from sidecar.history import History, HistoryError
+from sidecar.looplag import rank_context
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.samples import Sample
@@ -56,7 +58,7 @@ from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
 from strategies.failures import ERROR_CLASSES
-from strategies.metrics import RankContext, rank
+from strategies.metrics import rank
 from strategies.prefer import prefer_of
 from strategies.registry import available_strategies, get_strategy
 from strategies.units import parse_duration
@@ -352,6 +354,7 @@ def create_app(
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
     app.add_middleware(LimitsMiddleware, metrics=lambda: app.metrics)
+    install_guards(app)  # body budget, Host check, loop lag (sidecar/guards.py)
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(
             BearerAuthMiddleware,
@@ -410,7 +413,7 @@ def create_app(
         ]
         preference = app.config.strategy.store_type_preference
         now = app.clock()
-        context = RankContext.of(
+        context = await rank_context(  # off the loop when it touches files
             locations,
             now=now,
             policy=app.config.strategy.metrics,
