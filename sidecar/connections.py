@@ -146,7 +146,7 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._dropped = True
         self._cancel()
-        self.guard.waiting.pop(self, None)
+        self.guard.release(self)  # now: its socket is closed on the next loop turn
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's receive() answers http.disconnect
@@ -213,10 +213,12 @@ class ConnectionCollector(Collector):
         yield dropped
 
 
-def fit_open_files(max_connections: int) -> int:
-    """Raise the soft open-files limit for ``max_connections`` (up to the hard limit);
-    returns the connections that fit (a warning when fewer than asked)."""
-    wanted = max_connections + FD_RESERVE
+def fit_open_files(max_connections: int, backlog: int) -> tuple[int, int]:
+    """Raise the soft open-files limit (up to the hard one) so that ``max_connections``
+    open connections, a full accept ``backlog`` (accepted in one burst before any is
+    replaced) and ``FD_RESERVE`` fit; else lower both, with a warning. Returns
+    ``(max_connections, backlog)``."""
+    wanted = max_connections + backlog + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
@@ -226,16 +228,19 @@ def fit_open_files(max_connections: int) -> int:
         except (ValueError, OSError):  # a sandbox may forbid setrlimit (systemd @resources)
             pass
     if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return max_connections
-    fitting = max(16, soft - FD_RESERVE)
+        return max_connections, backlog
+    room = max(32, soft - FD_RESERVE)
+    backlog = min(backlog, max(16, room // 4))
+    fitting = max(16, min(max_connections, room - backlog))
     LOG.warning(
-        "open-files limit %d: server.max_connections lowered from %d to %d "
-        "(raise LimitNOFILE= or ulimit -n)",
+        "open-files limit %d: server.max_connections lowered from %d to %d, "
+        "accept backlog to %d (raise LimitNOFILE= or ulimit -n)",
         soft,
         max_connections,
         fitting,
+        backlog,
     )
-    return fitting
+    return fitting, backlog
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:

@@ -45,7 +45,8 @@ class NotifyingServer(uvicorn.Server):
 KEEP_ALIVE_TIMEOUT = 5.0
 """An idle kept-alive connection is closed after this (uvicorn's own default, made explicit)."""
 BACKLOG = 2048
-"""Connections the kernel queues before the daemon accepts them."""
+"""Connections the kernel queues before the daemon accepts them (lowered with
+``server.max_connections`` when the open-files limit is too small for both)."""
 
 
 def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
@@ -54,9 +55,10 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
     guards = guards_of(app)
     protocol: type[asyncio.Protocol] | str = "h11"
     limit: int | None = None
+    backlog = BACKLOG
     if guards is not None:
         limits = guards.connections.limits
-        fitting = fit_open_files(limits.max_connections)
+        fitting, backlog = fit_open_files(limits.max_connections, BACKLOG)
         if fitting != limits.max_connections:
             guards.connections.limits = replace(limits, max_connections=fitting)
         protocol = protocol_class(guards.connections)
@@ -75,7 +77,7 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
         http=protocol,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         limit_concurrency=limit,
-        backlog=BACKLOG,
+        backlog=backlog,
         timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above

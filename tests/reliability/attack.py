@@ -82,9 +82,8 @@ class Daemon:
         nofile = self.nofile
 
         def limit() -> None:
-            if nofile is not None:
-                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+            if nofile is not None:  # soft and hard, as LimitNOFILE= sets them
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCATION_SIDECAR_")}
         with self.log_path.open("wb") as log:
@@ -185,10 +184,11 @@ def open_slow_bodies(port: int, count: int, sent: int = MiB - 1) -> list[socket.
         sock.settimeout(2)
         try:
             sock.connect((HOST, port))
-            sock.sendall(head + chunk)
         except OSError:
             sock.close()
             continue
+        with contextlib.suppress(OSError):  # answered and closed on the way: keep it
+            sock.sendall(head + chunk)
         socks.append(sock)
     return socks
 
@@ -212,7 +212,8 @@ def wait_closed(socks: list[socket.socket], timeout: float) -> tuple[int, dict[s
                 buffers[fd] = buffers.get(fd, b"") + data
                 continue
             status = buffers.get(fd, b"").split(b"\r\n", 1)[0].decode(errors="replace")
-            answers[status or "(closed, no answer)"] = answers.get(status or "(closed)", 0) + 1
+            status = status or "(closed, no answer)"
+            answers[status] = answers.get(status, 0) + 1
             closed += 1
             del pending[fd]
     return closed, answers
@@ -329,7 +330,7 @@ def lag_buckets(daemon: Daemon) -> dict[str, float]:
 # -- the heavy run (make attack) ----------------------------------------------------------
 
 
-def slow_clients(daemon: Daemon, heads: int, bodies: int, probes: int = 20) -> dict[str, Any]:
+def slow_clients(daemon: Daemon, heads: int, bodies: int, probes: int = 10) -> dict[str, Any]:
     """Open slow-head and slow-body clients, time /healthz from a fresh client meanwhile,
     then wait for the daemon to drop them; CPU, RSS and log growth over the run."""
     raise_nofile(heads + bodies + 512)
@@ -377,16 +378,28 @@ def main(argv: list[str] | None = None) -> int:
         default=1024,
         help="the daemon's open-files limit (1024: no LimitNOFILE)",
     )
+    parser.add_argument(
+        "--bodies-nofile", type=int, default=8192, help="for the slow bodies (the unit's value)"
+    )
     args = parser.parse_args(argv)
-    report: dict[str, Any] = {"nofile": args.nofile}
+    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="attack-") as tmp:
-        with Daemon(Path(tmp) / "a", nofile=args.nofile) as daemon:
-            report["slow_clients"] = slow_clients(daemon, args.slow_heads, args.slow_bodies)
-            report["healthz_after_s"] = healthz_seconds(daemon.url)
-        with Daemon(Path(tmp) / "b") as daemon:
-            idle = rank_stall(daemon, 2.0, clients=0)
-            stalled = rank_stall(daemon, args.rank_seconds, clients=2)
-            report["rank_stall"] = {"idle": idle.__dict__, "two_clients": stalled.__dict__}
+        if args.slow_heads:
+            with Daemon(Path(tmp) / "heads", nofile=args.nofile) as daemon:
+                report[f"slow_heads (daemon nofile {args.nofile})"] = slow_clients(
+                    daemon, args.slow_heads, 0
+                )
+                report["healthz_after_s"] = healthz_seconds(daemon.url)
+        if args.slow_bodies:
+            with Daemon(Path(tmp) / "bodies", nofile=args.bodies_nofile) as daemon:
+                report[f"slow_bodies (daemon nofile {args.bodies_nofile})"] = slow_clients(
+                    daemon, 0, args.slow_bodies
+                )
+        if args.rank_seconds:
+            with Daemon(Path(tmp) / "rank") as daemon:
+                idle = rank_stall(daemon, 2.0, clients=0)
+                stalled = rank_stall(daemon, args.rank_seconds, clients=2)
+                report["rank_stall"] = {"idle": idle.__dict__, "two_clients": stalled.__dict__}
     print(json.dumps(report, indent=2))
     return 0
 
