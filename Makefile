@@ -61,7 +61,7 @@ clean:
 	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 ## Reliability (tests/reliability/): longer runs than CI's.
-.PHONY: fuzz soak
+.PHONY: fuzz soak attack
 FUZZ_EXAMPLES ?= 1000
 SOAK_SECONDS  ?= 600
 
@@ -73,3 +73,10 @@ fuzz: $(STAMP)
 ## fails on any error, RSS growth >= 10% or a probe starting over 0.5 s off its schedule.
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.load --seconds $(SOAK_SECONDS)
+
+## Hostile local clients against a real daemon (loopback only, bounded, about 3 minutes):
+## 1100 half-sent heads (daemon open-files limit 1024), 480 stalled 1 MiB bodies,
+## 2 clients of worst-case file:// rank requests; prints a JSON report (RELIABILITY.md, 7).
+ATTACK_ARGS ?= --slow-heads 1100 --slow-bodies 480 --rank-seconds 10
+attack: $(STAMP)
+	$(BIN)/python -m tests.reliability.attack $(ATTACK_ARGS)

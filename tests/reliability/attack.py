@@ -200,8 +200,11 @@ def wait_closed(socks: list[socket.socket], timeout: float) -> tuple[int, dict[s
     answers: dict[str, int] = {}
     closed = 0
     buffers: dict[int, bytes] = {}
+    poller = select.poll()
+    for fd in pending:
+        poller.register(fd, select.POLLIN)
     while pending and time.monotonic() < deadline:
-        ready, _, _ = select.select(list(pending)[:1000], [], [], 0.2)
+        ready = [fd for fd, _ in poller.poll(200)]
         for fd in ready:
             sock = pending[fd]
             try:
@@ -215,6 +218,7 @@ def wait_closed(socks: list[socket.socket], timeout: float) -> tuple[int, dict[s
             status = status or "(closed, no answer)"
             answers[status] = answers.get(status, 0) + 1
             closed += 1
+            poller.unregister(fd)
             del pending[fd]
     return closed, answers
 

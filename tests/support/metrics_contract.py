@@ -30,6 +30,10 @@ METRICS: dict[str, str] = {
     "location_sidecar_probe_bytes_total": "counter",
     "location_sidecar_probe_budget_remaining_bytes": "gauge",
     "location_sidecar_probes_skipped_total": "counter",
+    # Added by the hostile-clients issue (connections, event loop).
+    "location_sidecar_open_connections": "gauge",
+    "location_sidecar_connections_dropped_total": "counter",
+    "location_sidecar_event_loop_lag_seconds": "histogram",
 }
 
 PROBE_METRICS = frozenset(name for name in METRICS if "_probe" in name)
