@@ -21,13 +21,10 @@ from strategies.metrics import RankContext
 
 INTERVAL = 0.1
 """Seconds between two wake-ups of the monitor."""
-LAG_BOUND = 0.1
-"""The documented bound (README.md, Limits): two clients sending the worst legal rank
-requests keep every wake-up within this of its time (``make attack``)."""
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FILE_SCHEMES = ("file:", "filesystem:")
 
-_placement = ThreadPoolExecutor(max_workers=2, thread_name_prefix="placement")
+_placement = ThreadPoolExecutor(max_workers=1, thread_name_prefix="placement")
 
 
 class LoopLag:
@@ -63,7 +60,8 @@ def touches_files(locations: Sequence[dict[str, Any]]) -> bool:
 
 async def rank_context(locations: Sequence[dict[str, Any]], **kwargs: Any) -> RankContext:
     """``RankContext.of(locations, **kwargs)``, in a worker thread when placing the
-    locations touches the file system (at most two such placements run at once)."""
+    locations touches the file system (one such placement at a time: fewer threads
+    competing with the loop for the interpreter)."""
     if not touches_files(locations):
         return RankContext.of(locations, **kwargs)
     loop = asyncio.get_running_loop()
