@@ -217,3 +217,14 @@ def test_body_size_limit_still_answers_413(shared: Daemon) -> None:
         daemon.url + "/v1/observations", content=b"[" + b" " * MiB + b"]", timeout=10
     )
     assert answer.status_code == 413
+
+
+def test_kept_alive_connections_serve_request_after_request(shared: Daemon) -> None:
+    """The deadlines re-arm per request: one connection serves several in a row."""
+    with httpx.Client(base_url=shared.url, timeout=10) as client:
+        for _ in range(5):
+            assert client.get("/healthz").status_code == 200
+            answer = client.post("/v1/observations", json=[])
+            assert answer.status_code == 200, answer.text
+        opened = shared.metric("location_sidecar_open_connections")
+        assert opened >= 1  # this one, still open
