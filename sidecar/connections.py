@@ -6,9 +6,9 @@ the open-files limit every accept fails and is logged. Here (numbers in
 README.md, "Limits"):
 
 - at most ``max_connections`` are open; a new one beyond that replaces the
-  oldest connection that is idle or still waiting for its request head (so a
-  flood of half-open connections cannot lock a real client out), or is closed
-  at once when every connection is busy with a request;
+  oldest connection that is idle or still waiting for its request head or the
+  rest of its body (so a flood of half-sent requests cannot lock a real client
+  out), or is closed at once when every connection is being answered;
 - a request head must be complete within ``head_timeout`` of the connection
   (or of the previous answer on it), a body within ``body_timeout`` of its
   head; otherwise the client gets ``408`` and the connection is closed;
@@ -85,7 +85,8 @@ class ConnectionGuard:
         self.limits = limits
         self.open: set[GuardedH11Protocol] = set()
         self.waiting: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
-        """Idle or waiting for a request head, oldest first: these may be replaced."""
+        """Idle, or waiting for a request head or the rest of a body, oldest first: these
+        may be replaced (on loopback a real client sends a whole request in milliseconds)."""
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.log = RateLimitedLog(LOG, "dropped client connections")
 
@@ -141,7 +142,8 @@ class GuardedH11Protocol(H11Protocol):
         self._track()
 
     def drop(self, reason: str) -> None:
-        """Answer 408 (deadline) or nothing (replaced), then close."""
+        """Answer 408 (deadline) or nothing (replaced), then close; a request whose body
+        was cut off sees ``http.disconnect``."""
         if self._dropped or self.transport.is_closing():
             return
         self._dropped = True
@@ -168,16 +170,13 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel()
         self._phase = phase
         limits = self.guard.limits
-        if phase == "head":
-            self.guard.waiting[self] = None
-            self.guard.waiting.move_to_end(self)
-            self._deadline = self.loop.call_later(limits.head_timeout, self.drop, "head_timeout")
-        else:
+        if phase is None:  # being answered: never replaced
             self.guard.waiting.pop(self, None)
-            if phase == "body":
-                self._deadline = self.loop.call_later(
-                    limits.body_timeout, self.drop, "body_timeout"
-                )
+            return
+        self.guard.waiting[self] = None
+        self.guard.waiting.move_to_end(self)
+        timeout = limits.head_timeout if phase == "head" else limits.body_timeout
+        self._deadline = self.loop.call_later(timeout, self.drop, f"{phase}_timeout")
 
     def _cancel(self) -> None:
         if self._deadline is not None:
@@ -241,6 +240,23 @@ def fit_open_files(max_connections: int, backlog: int) -> tuple[int, int]:
         backlog,
     )
     return fitting, backlog
+
+
+class QuietConcurrencyLimit(logging.Filter):
+    """uvicorn logs ``Exceeded concurrency limit.`` once per refused request; this turns
+    those lines into one counted line per ``SUMMARY_INTERVAL``."""
+
+    MESSAGE = "Exceeded concurrency limit."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.summary = RateLimitedLog(LOG, "requests answered 503 over uvicorn's limit")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE:
+            self.summary.note("limit_concurrency")
+            return False
+        return True
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:

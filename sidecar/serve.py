@@ -17,6 +17,7 @@ from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig
 from sidecar.connections import (
     MAX_HEAD_BYTES,
+    QuietConcurrencyLimit,
     fit_open_files,
     protocol_class,
     quiet_accept_errors,
@@ -62,8 +63,9 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
         if fitting != limits.max_connections:
             guards.connections.limits = replace(limits, max_connections=fitting)
         protocol = protocol_class(guards.connections)
-        # Connections never exceed the cap, so this only backs it up (503 beyond it).
-        limit = guards.connections.limits.max_connections + 1
+        # uvicorn counts connections until they are gone, replaced ones included: the
+        # cap plus one accept burst is the most there can be; this only backs the cap up.
+        limit = guards.connections.limits.max_connections + backlog
     result = uvicorn.Config(
         app,
         host=config.server.host,
@@ -83,6 +85,9 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
     if not any(isinstance(f, RedactQueryFilter) for f in access.filters):
         access.addFilter(RedactQueryFilter())
+    errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietConcurrencyLimit) for f in errors.filters):
+        errors.addFilter(QuietConcurrencyLimit())
     return result
 
 

@@ -68,12 +68,13 @@ def _slow_heads_and_bodies(daemon: Daemon) -> None:
 
 def test_over_the_connection_cap_new_clients_replace_waiting_ones(tmp_path: Path) -> None:
     """An open-files limit of 256 lowers max_connections to 96 (a warning says so);
-    300 half-sent requests then cannot lock out /healthz, and the log stays quiet."""
+    300 half-sent requests (150 heads, 150 bodies) then cannot lock out /healthz, and
+    the log stays quiet."""
     raise_nofile(1024)
     with Daemon(tmp_path / "d", nofile=256) as daemon:
         log = daemon.log_text()
         assert "server.max_connections lowered from 1024 to 96, accept backlog to 32" in log
-        heads = open_slow_heads(daemon.port, 300)
+        heads = open_slow_heads(daemon.port, 150) + open_slow_bodies(daemon.port, 150, sent=1)
         try:
             for _ in range(5):
                 assert healthz_seconds(daemon.url, timeout=10) is not None
