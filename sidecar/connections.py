@@ -12,7 +12,9 @@ README.md, "Limits"):
 - a request head must be complete within ``head_timeout`` of the connection
   (or of the previous answer on it), a body within ``body_timeout`` of its
   head; otherwise the client gets ``408`` and the connection is closed;
-- a head larger than ``MAX_HEAD_BYTES`` gets ``400`` (h11's own limit);
+- a head still incomplete after ``MAX_HEAD_BYTES`` gets ``400`` (h11's own limit; a
+  whole head arriving in one read of at most 256 KiB is parsed), and uvicorn's
+  warning per such request is summed up (``QuietClientWarnings``);
 - dropped connections are counted (``location_sidecar_connections_dropped_total``)
   and summed up in one log line per ``SUMMARY_INTERVAL`` at most, like accept
   errors (``quiet_accept_errors``): a flood never floods the log.
@@ -37,7 +39,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 LOG = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
-"""Request line plus headers (h11's ``max_incomplete_event_size``)."""
+"""Request line plus headers buffered before the head is complete (h11's
+``max_incomplete_event_size``)."""
 FD_RESERVE = 128
 """Open files kept for everything but client connections (history, probes, DNS, logs)."""
 SUMMARY_INTERVAL = 60.0
@@ -242,21 +245,27 @@ def fit_open_files(max_connections: int, backlog: int) -> tuple[int, int]:
     return fitting, backlog
 
 
-class QuietConcurrencyLimit(logging.Filter):
-    """uvicorn logs ``Exceeded concurrency limit.`` once per refused request; this turns
-    those lines into one counted line per ``SUMMARY_INTERVAL``."""
+class QuietClientWarnings(logging.Filter):
+    """uvicorn logs a warning per refused request (``Exceeded concurrency limit.``) and
+    per malformed one (``Invalid HTTP request received.``, oversized heads included):
+    a client could fill the log with them. They become one counted line per
+    ``SUMMARY_INTERVAL``."""
 
-    MESSAGE = "Exceeded concurrency limit."
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "Exceeded concurrency limit.": "limit_concurrency",
+        "Invalid HTTP request received.": "invalid_request",
+    }
 
     def __init__(self) -> None:
         super().__init__()
-        self.summary = RateLimitedLog(LOG, "requests answered 503 over uvicorn's limit")
+        self.summary = RateLimitedLog(LOG, "client requests refused by uvicorn")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == self.MESSAGE:
-            self.summary.note("limit_concurrency")
-            return False
-        return True
+        kind = self.MESSAGES.get(str(record.msg))
+        if kind is None:
+            return True
+        self.summary.note(kind)
+        return False
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:

@@ -17,7 +17,7 @@ from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig
 from sidecar.connections import (
     MAX_HEAD_BYTES,
-    QuietConcurrencyLimit,
+    QuietClientWarnings,
     fit_open_files,
     protocol_class,
     quiet_accept_errors,
@@ -86,8 +86,8 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
     if not any(isinstance(f, RedactQueryFilter) for f in access.filters):
         access.addFilter(RedactQueryFilter())
     errors = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, QuietConcurrencyLimit) for f in errors.filters):
-        errors.addFilter(QuietConcurrencyLimit())
+    if not any(isinstance(f, QuietClientWarnings) for f in errors.filters):
+        errors.addFilter(QuietClientWarnings())
     return result
 
 

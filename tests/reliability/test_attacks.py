@@ -7,6 +7,7 @@ behaviour (answers, drops, bounded memory and log), not timings.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,3 +230,20 @@ def test_kept_alive_connections_serve_request_after_request(shared: Daemon) -> N
             assert answer.status_code == 200, answer.text
         opened = shared.metric("location_sidecar_open_connections")
         assert opened >= 1  # this one, still open
+
+
+def test_an_oversized_head_gets_400_and_one_log_line(tmp_path: Path) -> None:
+    """A head still incomplete after 16 KiB is refused by h11; 50 make one summary line.
+    (A complete head arriving in one read is parsed whole: at most one 256 KiB read.)"""
+    with Daemon(tmp_path / "d") as daemon:
+        statuses = set()
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+                sock.sendall(b"a" * 20000)  # and no end of head
+                statuses.add(sock.recv(100).split(b"\r\n", 1)[0])
+        assert statuses == {b"HTTP/1.1 400 Bad Request"}
+        assert daemon.healthy()
+        log = daemon.log_text()
+    assert log.count("client requests refused by uvicorn") == 1, log
+    assert "Invalid HTTP request received." not in log
