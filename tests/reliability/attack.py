@@ -1,412 +1,264 @@
-"""Hostile local clients against a real ``location-sidecar serve`` (loopback only).
+"""The data attacks of issue 14 (points 1, 2, 3, 7, 10) against a real daemon; prints what happened.
 
-The building blocks of ``tests/reliability/test_attacks.py`` and of ``make attack``,
-which runs the heavy variants and prints one JSON report::
-
-    python -m tests.reliability.attack --slow-heads 1100 --slow-bodies 480 --rank-seconds 10
-
-Every attack is bounded (client count, seconds) and talks to 127.0.0.1 only. The
-daemon runs as a child process with its log in a file (never a pipe: a pipe
-that fills would stall it), optionally under a lower open-files limit
-(``nofile``; 1024 is what a systemd unit without ``LimitNOFILE=`` gets).
+``python -m tests.reliability.attack`` (``make attack``) runs each attack against
+``location-sidecar serve`` started as a child process from ``--tree`` (default:
+this checkout), on loopback, with a fresh history, and prints one line per
+attack. Nothing is asserted: the same script measured the "before" column of
+RELIABILITY.md section 7 on a checkout of the code before the fix. The
+assertions live in ``tests/reliability/test_poisoning.py``,
+``test_backend_table.py`` and ``test_startup_memory.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import concurrent.futures
 import json
+import math
 import os
-import resource
-import select
-import socket
-import statistics
+import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.processes import free_port, stop_process, wait_until
+from tests.support.processes import free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-HALF_HEAD = b"POST /v1/observations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
 MiB = 1024 * 1024
+U = "http://127.0.0.2:8080/images/x"
+KEY = "http://127.0.0.2:8080"
+HONEST = "http://127.0.0.3:8080/images/x"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def raise_nofile(wanted: int) -> int:
-    """Raise this process's soft open-files limit (the clients need one each)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
-
-
-@dataclass
-class Daemon:
-    """``location-sidecar serve`` in a child process, log in ``log_path``."""
-
-    workdir: Path
-    server_toml: str = ""
-    log_level: str = "info"
-    nofile: int | None = None
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "daemon.log"
-
-    def start(self) -> Daemon:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "sidecar.toml"
-        config.write_text(
-            'node_id = "attack"\n'
-            f'[server]\nlisten = "{HOST}:{self.port}"\nlog_level = "{self.log_level}"\n'
-            f"{self.server_toml}\n"
-            f'[history]\npath = "{self.workdir / "history.db"}"\n'
-            "[probe]\nenabled = false\n"
-        )
-        nofile = self.nofile
-
-        def limit() -> None:
-            if nofile is not None:  # soft and hard, as LimitNOFILE= sets them
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCATION_SIDECAR_")}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(config)],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=limit,
-            )
-        wait_until(self.healthy, timeout=30, what="sidecar up", process=self.proc)
-        return self
-
-    def healthy(self) -> bool:
-        return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, timeout=20)
-
-    def __enter__(self) -> Daemon:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def rss_mib(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_bytes(self) -> int:
-        return self.log_path.stat().st_size
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def metric(self, name: str, labels: str = "") -> float:
-        """One series of ``/metrics`` (0 when absent)."""
-        text = httpx.get(self.url + "/metrics", timeout=10).text
-        wanted = f"{name}{{{labels}}}" if labels else name
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-
-# -- clients ---------------------------------------------------------------------------
-
-
-def healthz_seconds(url: str, timeout: float = 5.0) -> float | None:
-    """Seconds a fresh connection needs for ``GET /healthz`` (``None``: no 200 in time)."""
-    start = time.perf_counter()
-    try:
-        with httpx.Client(timeout=timeout) as client:
-            ok = client.get(url + "/healthz").status_code == 200
-    except httpx.HTTPError:
-        return None
-    return time.perf_counter() - start if ok else None
-
-
-def open_slow_heads(port: int, count: int) -> list[socket.socket]:
-    """``count`` connections that each send half a request head, then nothing."""
-    socks = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.settimeout(5)
-        try:
-            sock.connect((HOST, port))
-            sock.sendall(HALF_HEAD)
-        except OSError:
-            sock.close()
-            continue
-        socks.append(sock)
-    return socks
-
-
-def open_slow_bodies(port: int, count: int, sent: int = MiB - 1) -> list[socket.socket]:
-    """``count`` connections announcing a 1 MiB body, sending ``sent`` bytes of it, then
-    stalling (a connection the daemon refuses or closes on the way is dropped)."""
-    head = (
-        "POST /v1/observations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {MiB}\r\n\r\n"
-    ).encode()
-    chunk = b" " * sent
-    socks = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.settimeout(2)
-        try:
-            sock.connect((HOST, port))
-        except OSError:
-            sock.close()
-            continue
-        with contextlib.suppress(OSError):  # answered and closed on the way: keep it
-            sock.sendall(head + chunk)
-        socks.append(sock)
-    return socks
-
-
-def wait_closed(socks: list[socket.socket], timeout: float) -> tuple[int, dict[str, int]]:
-    """Wait until the daemon closed every socket; (closed count, first status lines)."""
-    deadline = time.monotonic() + timeout
-    pending = {s.fileno(): s for s in socks}
-    answers: dict[str, int] = {}
-    closed = 0
-    buffers: dict[int, bytes] = {}
-    poller = select.poll()
-    for fd in pending:
-        poller.register(fd, select.POLLIN)
-    while pending and time.monotonic() < deadline:
-        ready = [fd for fd, _ in poller.poll(200)]
-        for fd in ready:
-            sock = pending[fd]
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if data:
-                buffers[fd] = buffers.get(fd, b"") + data
-                continue
-            status = buffers.get(fd, b"").split(b"\r\n", 1)[0].decode(errors="replace")
-            status = status or "(closed, no answer)"
-            answers[status] = answers.get(status, 0) + 1
-            closed += 1
-            poller.unregister(fd)
-            del pending[fd]
-    return closed, answers
-
-
-def close_all(socks: list[socket.socket]) -> None:
-    for sock in socks:
-        with contextlib.suppress(OSError):
-            sock.close()
-
-
-def worst_rank_body(base: Path, tag: str, count: int = 240, depth: int = 2000) -> bytes:
-    """A legal rank request (< 1 MiB, URLs < 4096 characters) of ``count`` ``file://``
-    URLs of ``depth`` components each, all different, under an existing tree."""
-    locations = [
-        {"url": f"file://{base}/{tag}{n}" + "/a" * (depth - base.as_posix().count("/") - 1)}
-        for n in range(count)
-    ]
-    for loc in locations:
-        assert len(loc["url"]) <= 4096, len(loc["url"])
-    body = json.dumps({"locations": locations}).encode()
-    assert len(body) <= MiB, len(body)
-    return body
-
-
-def deep_tree(root: Path, depth: int = 32) -> Path:
-    """An existing directory ``depth`` components below ``/`` (the lookup's worst case)."""
-    path = root
-    while path.as_posix().count("/") < depth:
-        path = path / "d"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@dataclass
-class StallReport:
-    rank_requests: int
-    rank_seconds_median: float
-    healthz_median: float
-    healthz_max: float
-    healthz_failed: int
-    loop_lag_max_bucket: str
-
-
-def rank_stall(daemon: Daemon, seconds: float, clients: int = 2) -> StallReport:
-    """``clients`` threads send worst-case ``file://`` rank requests back to back for
-    ``seconds`` while this thread times ``/healthz``."""
-    base = deep_tree(daemon.workdir / "tree")
-    stop = threading.Event()
-    durations: list[float] = []
-
-    def client(n: int) -> None:
-        with httpx.Client(timeout=60) as http:
-            i = 0
-            while not stop.is_set():
-                body = worst_rank_body(base, f"c{n}r{i}x")
-                start = time.perf_counter()
-                answer = http.post(
-                    daemon.url + "/v1/rank",
-                    content=body,
-                    headers={"content-type": "application/json"},
-                )
-                assert answer.status_code == 200, answer.text[:200]
-                durations.append(time.perf_counter() - start)
-                i += 1
-
-    before = lag_buckets(daemon)
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    health: list[float | None] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        health.append(healthz_seconds(daemon.url))
-        time.sleep(0.05)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=120)
-    after = lag_buckets(daemon)
-    good = [h for h in health if h is not None]
-    return StallReport(
-        rank_requests=len(durations),
-        rank_seconds_median=statistics.median(durations) if durations else float("nan"),
-        healthz_median=statistics.median(good) if good else float("nan"),
-        healthz_max=max(good) if good else float("nan"),
-        healthz_failed=len(health) - len(good),
-        loop_lag_max_bucket=worst_bucket(before, after),
-    )
-
-
-def worst_bucket(before: dict[str, float], after: dict[str, float]) -> str:
-    """The smallest lag bucket holding every observation between two scrapes."""
-    if "+Inf" not in after:
-        return "n/a (no loop-lag metric)"
-    total = after["+Inf"] - before.get("+Inf", 0)
-    for bound in sorted((b for b in after if b != "+Inf"), key=float):
-        if after[bound] - before.get(bound, 0) >= total:
-            return f"<= {bound} s"
-    return "> largest bucket"
-
-
-def lag_buckets(daemon: Daemon) -> dict[str, float]:
-    """``le`` -> cumulative count of ``location_sidecar_event_loop_lag_seconds``."""
-    text = httpx.get(daemon.url + "/metrics", timeout=10).text
-    out: dict[str, float] = {}
-    prefix = 'location_sidecar_event_loop_lag_seconds_bucket{le="'
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            bound = line[len(prefix) :].split('"', 1)[0]
-            out[bound] = float(line.rsplit(" ", 1)[1])
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out[name] = int(value.split()[0])
     return out
 
 
-# -- the heavy run (make attack) ----------------------------------------------------------
-
-
-def slow_clients(daemon: Daemon, heads: int, bodies: int, probes: int = 10) -> dict[str, Any]:
-    """Open slow-head and slow-body clients, time /healthz from a fresh client meanwhile,
-    then wait for the daemon to drop them; CPU, RSS and log growth over the run."""
-    raise_nofile(heads + bodies + 512)
-    rss0, cpu0, log0, t0 = (
-        daemon.rss_mib(),
-        daemon.cpu_seconds(),
-        daemon.log_bytes(),
-        time.monotonic(),
+@contextmanager
+def daemon(tree: Path, state: Path, extra: str = "") -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    config = state / "sidecar.toml"
+    config.write_text(
+        f'node_id = "attack"\n[server]\nlisten = "127.0.0.1:{port}"\n'
+        f'[history]\npath = "{state / "history.db"}"\n{extra}'
     )
-    rss_peak = rss0
-    socks = open_slow_heads(daemon.port, heads)
-    body_socks = open_slow_bodies(daemon.port, bodies)
-    rss_peak = max(rss_peak, daemon.rss_mib())
-    times = [healthz_seconds(daemon.url) for _ in range(probes)]
-    rss_peak = max(rss_peak, daemon.rss_mib())
-    good = [t for t in times if t is not None]
-    closed, answers = wait_closed(socks + body_socks, timeout=30)
-    elapsed = time.monotonic() - t0
-    report = {
-        "slow_heads_connected": len(socks),
-        "slow_bodies_connected": len(body_socks),
-        "healthz_ok": f"{len(good)}/{len(times)}",
-        "healthz_median_s": round(statistics.median(good), 4) if good else None,
-        "healthz_max_s": round(max(good), 4) if good else None,
-        "dropped_by_daemon_within_30s": closed,
-        "answers": answers,
-        "rss_mib_before": round(rss0, 1),
-        "rss_mib_peak": round(rss_peak, 1),
-        "cpu_share": round((daemon.cpu_seconds() - cpu0) / elapsed, 3),
-        "log_bytes_per_s": round((daemon.log_bytes() - log0) / elapsed),
-        "seconds": round(elapsed, 1),
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCATION_SIDECAR_")}
+    env["PYTHONPATH"] = str(tree)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--config", str(config)],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(url + "/readyz", timeout=5).status_code == 200,
+            timeout=600,
+            what="daemon ready",
+            interval=0.1,
+        )
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def backend(url: str, key: str = KEY) -> dict[str, Any]:
+    text = httpx.get(url + "/v1/backends", timeout=30).text
+    body = json.loads(text, parse_constant=lambda name: math.nan)
+    return next((b for b in body["backends"] if b["backend"] == key), {})
+
+
+def good(url: str = U, latency: float = 0.01) -> dict[str, Any]:
+    size = 64 * MiB
+    return {
+        "url": url,
+        "ok": True,
+        "bytes": size,
+        "seconds": latency + size / (100 * MiB),
+        "first_byte_seconds": latency,
     }
-    close_all(socks + body_socks)
-    return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def attack_poison(url: str) -> str:
+    c = httpx.Client(base_url=url, timeout=30)
+    poison = {"url": U, "ok": True, "bytes": 65536, "seconds": 5e-324, "first_byte_seconds": 0}
+    first = c.post("/v1/observations", json=poison).status_code
+    honest = c.post("/v1/observations", json=good()).status_code
+    c.post("/v1/observations", json=good(HONEST))
+    locations = [{"url": u, "metadata": {}} for u in (U, HONEST)]
+    ranks = [c.post("/v1/rank", json={"locations": locations}).status_code for _ in range(5)]
+    metrics = c.get("/metrics").text
+    nan = sum(1 for line in metrics.splitlines() if line.endswith((" NaN", " +Inf", " -Inf")))
+    return (
+        f"poison {first}, honest report {honest}; rank statuses {sorted(set(ranks))}; "
+        f"{nan} non-finite /metrics values; latency {backend(url).get('latency_seconds')}"
+    )
+
+
+def attack_outlier(url: str) -> str:
+    c = httpx.Client(base_url=url, timeout=30)
+    c.post("/v1/observations", json=good())
+    absurd = good() | {"first_byte_seconds": 1e300}
+    absurd_status = c.post("/v1/observations", json=absurd).status_code
+    worst = good() | {"first_byte_seconds": 86400.0, "seconds": 86400.0}
+    worst_status = c.post("/v1/observations", json=worst).status_code
+    after_one = backend(url).get("latency_seconds")
+    for _ in range(10):
+        c.post("/v1/observations", json=[good()] * 100)
+    after = backend(url).get("latency_seconds")
+    return (
+        f"fb 1e300: {absurd_status}; fb 86400 s: {worst_status}; latency after it {after_one}, "
+        f"after 1000 honest reports (0.01 s) {after}"
+    )
+
+
+def attack_zero_bytes(url: str) -> str:
+    c = httpx.Client(base_url=url, timeout=30)
+    c.post("/v1/observations", json=good())
+    fail = {"url": U, "ok": False, "bytes": 0, "seconds": 0.1, "error": "server"}
+    c.post("/v1/observations", json=[fail] * 3)
+    ejected = backend(url).get("ejected")
+    zero = c.post("/v1/observations", json={"url": U, "ok": True, "bytes": 0, "seconds": 0})
+    after_zero = backend(url).get("ejected")
+    tiny = {"url": U, "ok": True, "bytes": 0, "seconds": 0.001}
+    tiny_status = c.post("/v1/observations", json=tiny).status_code
+    return (
+        f"ejected {ejected}; bytes 0 seconds 0: {zero.status_code}, ejected {after_zero}; "
+        f"bytes 0 seconds 0.001: {tiny_status}, ejected {backend(url).get('ejected')}"
+    )
+
+
+def attack_loose(url: str) -> str:
+    c = httpx.Client(base_url=url, timeout=30)
+    cases = {
+        "ok+error": good() | {"error": "server"},
+        "fb>seconds": good() | {"first_byte_seconds": 5.0, "seconds": 1.0},
+        '"seconds": "1"': good() | {"seconds": "1"},
+        "unknown field": good() | {"evil": 1},
+    }
+    return "; ".join(
+        f"{name}: {c.post('/v1/observations', json=body).status_code}"
+        for name, body in cases.items()
+    )
+
+
+def attack_backends(url: str) -> str:
+    def flood(client: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for start in range(0, 400, 16):
+                batch = [
+                    good(f"http://127.1.{client}.{n % 250 + 1}:{8000 + n // 250}/x")
+                    for n in range(start, start + 16)
+                ]
+                c.post("/v1/observations", json=batch)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        list(pool.map(flood, range(32)))
+    count = len(httpx.get(url + "/v1/backends", timeout=60).json()["backends"])
+    started = time.perf_counter()
+    metrics = httpx.get(url + "/metrics", timeout=60).text
+    scrape = time.perf_counter() - started
+    series = sum(1 for line in metrics.splitlines() if line and not line.startswith("#"))
+    new = httpx.post(url + "/v1/observations", json=good("http://127.0.0.77:8080/x"), timeout=30)
+    return (
+        f"32 clients x 400 new backends: {count} tracked; /metrics {len(metrics) / MiB:.1f} MiB, "
+        f"{series} series, scrape {scrape:.2f} s; a new real backend: {new.status_code}"
+    )
+
+
+def attack_ingest(url: str) -> str:
+    stored = 0
+    started = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=30) as c:
+        while time.perf_counter() - started < 5.0:
+            batch = [good(f"http://127.0.0.2:{8000 + i % 8}/x") for i in range(1000)]
+            if c.post("/v1/observations", json=batch).status_code == 200:
+                stored += 1000
+    elapsed = time.perf_counter() - started
+    return f"one client, lists of 1000 for {elapsed:.1f} s: {stored / elapsed:.0f} rows stored/s"
+
+
+ROW = ("report", 1, None, None, 0.01, 64 * MiB, 0.65, "download")
+
+
+def build_history(tree: Path, path: Path, rows: int) -> None:
+    code = (
+        "import sys; from pathlib import Path; from sidecar.history import History; "
+        "h = History(Path(sys.argv[1]), retention=7 * 86400); h.open(); h.close()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], cwd=tree, check=True)
+    now = time.time()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")
+    with conn:
+        conn.executemany(
+            "INSERT INTO samples (time, backend, source, ok, error_class, status, "
+            "first_byte_seconds, bytes, seconds, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (now - 43200 + 43200 * i / rows, f"http://127.3.0.{i % 64 + 1}:8080", *ROW)
+                for i in range(rows)
+            ),
+        )
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def attack_startup(tree: Path, state: Path, rows: int) -> str:
+    build_history(tree, state / "history.db", rows)
+    started = time.perf_counter()
+    with daemon(tree, state) as (_, proc):
+        ready = time.perf_counter() - started
+        status = _status(proc.pid)
+    return (
+        f"{rows} rows in history: ready in {ready:.1f} s, RSS {status['VmRSS'] / 1024:.0f} MiB, "
+        f"peak {status['VmHWM'] / 1024:.0f} MiB"
+    )
+
+
+ATTACKS: dict[str, Callable[[str], str]] = {
+    "poison": attack_poison,
+    "outlier": attack_outlier,
+    "zero-bytes": attack_zero_bytes,
+    "loose": attack_loose,
+    "backends": attack_backends,
+    "ingest": attack_ingest,
+}
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slow-heads", type=int, default=1100)
-    parser.add_argument("--slow-bodies", type=int, default=480)
-    parser.add_argument("--rank-seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--nofile",
-        type=int,
-        default=1024,
-        help="the daemon's open-files limit (1024: no LimitNOFILE)",
-    )
-    parser.add_argument(
-        "--bodies-nofile", type=int, default=8192, help="for the slow bodies (the unit's value)"
-    )
-    args = parser.parse_args(argv)
-    report: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="attack-") as tmp:
-        if args.slow_heads:
-            with Daemon(Path(tmp) / "heads", nofile=args.nofile) as daemon:
-                report[f"slow_heads (daemon nofile {args.nofile})"] = slow_clients(
-                    daemon, args.slow_heads, 0
-                )
-                report["healthz_after_s"] = healthz_seconds(daemon.url)
-        if args.slow_bodies:
-            with Daemon(Path(tmp) / "bodies", nofile=args.bodies_nofile) as daemon:
-                report[f"slow_bodies (daemon nofile {args.bodies_nofile})"] = slow_clients(
-                    daemon, 0, args.slow_bodies
-                )
-        if args.rank_seconds:
-            with Daemon(Path(tmp) / "rank") as daemon:
-                idle = rank_stall(daemon, 2.0, clients=0)
-                stalled = rank_stall(daemon, args.rank_seconds, clients=2)
-                report["rank_stall"] = {"idle": idle.__dict__, "two_clients": stalled.__dict__}
-    print(json.dumps(report, indent=2))
-    return 0
+    parser.add_argument("--tree", type=Path, default=ROOT, help="checkout to run the daemon from")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="history rows at start-up")
+    parser.add_argument("--only", nargs="*", default=[*ATTACKS, "startup"])
+    args = parser.parse_args()
+    for name in args.only:
+        with tempfile.TemporaryDirectory(prefix="attack-") as tmp:
+            state = Path(tmp)
+            if name == "startup":
+                line = attack_startup(args.tree, state, args.rows)
+            else:
+                knows = "max_reports_per_second" in (args.tree / "sidecar/config.py").read_text()
+                extra = "max_reports_per_second = 100000\n" if name == "backends" and knows else ""
+                with daemon(args.tree, state, extra) as (url, _):
+                    line = ATTACKS[name](url)
+        print(f"{name:10} {line}", flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,6 +1,6 @@
 """Hostile local clients against the real daemon: connections, bodies, Host, log, labels.
 
-Light variants of ``make attack`` (tests/reliability/attack.py): they assert
+Light variants of ``make attack`` (tests/reliability/attack_server.py): they assert
 behaviour (answers, drops, bounded memory and log), not timings.
 """
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from strategies import backends
-from tests.reliability.attack import (
+from tests.reliability.attack_server import (
     Daemon,
     MiB,
     close_all,
