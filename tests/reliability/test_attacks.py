@@ -247,3 +247,25 @@ def test_an_oversized_head_gets_400_and_one_log_line(tmp_path: Path) -> None:
         log = daemon.log_text()
     assert log.count("client requests refused by uvicorn") == 1, log
     assert "Invalid HTTP request received." not in log
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "allowed"),
+    [
+        ("127.0.0.1:29292", "127.0.0.1:29292", True),
+        ("127.0.0.1:29292", "evil.example:29292", False),
+        ("192.0.2.7:29292", "192.0.2.7:29292", True),
+        ("192.0.2.7:29292", "192.0.2.7:80", False),
+        ("192.0.2.7:29292", "node.example:29292", False),
+        ("0.0.0.0:29292", "192.0.2.7:29292", True),
+        ("0.0.0.0:29292", "[2001:db8::1]:29292", True),
+        ("0.0.0.0:29292", "evil.example:29292", False),
+    ],
+)
+def test_host_policy_of_other_listen_addresses(listen: str, host: str, allowed: bool) -> None:
+    """Parsed only (tests never bind a public address); a token is required off loopback."""
+    from sidecar.config import parse_config
+    from sidecar.guards import HostPolicy
+
+    config = parse_config({"server": {"listen": listen, "auth_token": "t" * 32}})
+    assert HostPolicy.of(config).allows(host) is allowed
