@@ -49,8 +49,10 @@ from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
 from sidecar.fleet import Fleet
+from sidecar.guards import install_guards
 from sidecar.history import History, HistoryError
 from sidecar.intake import IngestLimit
+from sidecar.looplag import rank_context
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.replay import CLOCK_SKEW, replay
@@ -59,7 +61,7 @@ from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
 from strategies.failures import ERROR_CLASSES
-from strategies.metrics import RankContext, rank
+from strategies.metrics import rank
 from strategies.prefer import prefer_of
 from strategies.registry import available_strategies, get_strategy
 from strategies.units import parse_duration
@@ -361,6 +363,7 @@ def create_app(
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
     app.add_middleware(LimitsMiddleware, metrics=lambda: app.metrics)
+    install_guards(app)  # body budget, Host check, loop lag (sidecar/guards.py)
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(
             BearerAuthMiddleware,
@@ -419,7 +422,7 @@ def create_app(
         ]
         preference = app.config.strategy.store_type_preference
         now = app.clock()
-        context = RankContext.of(
+        context = await rank_context(  # off the loop when it touches files
             locations,
             now=now,
             policy=app.config.strategy.metrics,
