@@ -18,30 +18,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-#: Public name -> the module that defines it. Imported on first use, so that the
+#: The public names of ``sidecar.fetch.glance``; every other name in ``__all__``
+#: lives in ``sidecar.fetch.api``. Imported on first use, so that the
 #: ``location-sidecar`` command line (which registers ``fetch``) starts without
 #: loading botocore, httpcore and rich for its other subcommands.
-_HOMES = {
-    **dict.fromkeys(
-        (
-            "EXIT_FAILED",
-            "EXIT_INTEGRITY",
-            "EXIT_OK",
-            "EXIT_USAGE",
-            "AllLocationsFailed",
-            "BadArgument",
-            "FetchFailed",
-            "FetchResult",
-            "IntegrityFailure",
-            "fetch_image",
-            "fetch_image_sync",
-        ),
-        "sidecar.fetch.api",
-    ),
-    **dict.fromkeys(
-        ("GlanceError", "fetch_glance_image", "fetch_glance_image_sync"), "sidecar.fetch.glance"
-    ),
-}
+_GLANCE_NAMES = frozenset({"GlanceError", "fetch_glance_image", "fetch_glance_image_sync"})
 
 if TYPE_CHECKING:
     from sidecar.fetch.api import (
@@ -61,9 +42,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = "sidecar.fetch.glance" if name in _GLANCE_NAMES else "sidecar.fetch.api"
     return getattr(importlib.import_module(home), name)
 
 
