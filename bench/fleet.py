@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.sidecar_proc import Sidecar
-from tests.deploy.processes import poll, run_prometheus
+from tests.deploy.processes import poll, run_prometheus, zone_scrape_config
 
 ZONE = "a"
 PEERS = 2
@@ -58,23 +58,7 @@ def fleet(
             )
             for i in range(1, PEERS + 1)
         }
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {
-                    "job_name": "location-sidecar",
-                    "scrape_interval": "1s",
-                    "scrape_timeout": "1s",
-                    "static_configs": [
-                        {
-                            "targets": [peer.url.removeprefix("http://")],
-                            "labels": {"instance": name, "zone": ZONE},
-                        }
-                        for name, peer in peers.items()
-                    ],
-                }
-            ],
-        }
+        config = zone_scrape_config({name: (peer.url, ZONE) for name, peer in peers.items()})
         prometheus = stack.enter_context(run_prometheus(workdir / "prometheus", config))
         wanted = len(targets) * PEERS
 

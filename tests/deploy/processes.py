@@ -100,6 +100,28 @@ def scrape_config(target: str, interval: str = "1s") -> dict[str, Any]:
     return config
 
 
+def zone_scrape_config(nodes: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """One job scraping every second, one static config per node (name -> (url, zone)):
+    its name as the ``instance`` label, its zone as the ``zone`` label."""
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "location-sidecar",
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "static_configs": [
+                    {
+                        "targets": [url.removeprefix("http://")],
+                        "labels": {"instance": name, "zone": zone},
+                    }
+                    for name, (url, zone) in nodes.items()
+                ],
+            }
+        ],
+    }
+
+
 @contextlib.contextmanager
 def run_prometheus(workdir: Path, config: dict[str, Any]) -> Iterator[Prometheus]:
     """A real Prometheus server on a free loopback port with its own storage."""

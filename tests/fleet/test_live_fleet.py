@@ -19,7 +19,14 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy.processes import Prometheus, Sidecar, poll, run_prometheus, run_sidecar
+from tests.deploy.processes import (
+    Prometheus,
+    Sidecar,
+    poll,
+    run_prometheus,
+    run_sidecar,
+    zone_scrape_config,
+)
 
 pytest.importorskip("sidecar.app")
 pytestmark = pytest.mark.needs_sidecar
@@ -106,23 +113,9 @@ def readyz(sidecar: Sidecar) -> dict[str, Any]:
 
 def scrape(targets: dict[str, Sidecar]) -> dict[str, Any]:
     """One job, one static config per node: its name as instance, its zone as a label."""
-    return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "location-sidecar",
-                "scrape_interval": "1s",
-                "scrape_timeout": "1s",
-                "static_configs": [
-                    {
-                        "targets": [sidecar.url.removeprefix("http://")],
-                        "labels": {"instance": node, "zone": ZONES[node]},
-                    }
-                    for node, sidecar in targets.items()
-                ],
-            }
-        ],
-    }
+    return zone_scrape_config(
+        {node: (sidecar.url, ZONES[node]) for node, sidecar in targets.items()}
+    )
 
 
 @pytest.fixture(scope="module")
