@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from strategies import defaults
 from strategies._glance_conf import glance_store_type_preference
@@ -47,6 +47,7 @@ __all__ = [
     "MetricsPolicy",
     "Placed",
     "RankContext",
+    "RankOptions",
     "RankedLocation",
     "Ranking",
     "Reason",
@@ -130,6 +131,18 @@ def init() -> None:
     """Nothing to prepare: statistics arrive with each call."""
 
 
+class RankOptions(TypedDict, total=False):
+    """What a ranking depends on besides the locations, the clock and the statistics:
+    the keyword arguments of :meth:`RankContext.of` and :func:`rank_with_source`."""
+
+    policy: MetricsPolicy | None
+    image_size: int | None
+    """Bytes; ``None``: unknown, ``policy.default_image_size`` applies."""
+    image_id: str | None
+    store_type_preference: Iterable[str] | str | None
+    uri_key: str
+
+
 @dataclass(frozen=True)
 class RankContext:
     """Everything one ranking depends on, except the statistics."""
@@ -155,21 +168,20 @@ class RankContext:
         locations: Sequence[dict[str, Any]] | None,
         *,
         now: float,
-        policy: MetricsPolicy | None = None,
-        image_size: int | None = None,
-        image_id: str | None = None,
-        store_type_preference: Iterable[str] | str | None = None,
-        uri_key: str = "url",
+        **options: Unpack[RankOptions],
     ) -> RankContext:
         """Check and place ``locations`` once, normalise the preference."""
-        policy = policy or MetricsPolicy()
+        if unknown := options.keys() - RankOptions.__optional_keys__:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        policy = options.get("policy") or MetricsPolicy()
+        uri_key = options.get("uri_key", "url")
         return cls(
             place_all(locations, uri_key, policy.file_roots),
             now,
             policy,
-            image_size,
-            image_id,
-            tuple(normalize_preference(store_type_preference)),
+            options.get("image_size"),
+            options.get("image_id"),
+            tuple(normalize_preference(options.get("store_type_preference"))),
             uri_key,
         )
 
@@ -426,23 +438,11 @@ def rank_with_source(
     locations: list[dict[str, Any]] | None,
     *,
     stats_source: StatsSource | None,
-    policy: MetricsPolicy | None = None,
     now: float | None = None,
-    image_size: int | None = None,
-    image_id: str | None = None,
-    store_type_preference: Iterable[str] | str | None = None,
-    uri_key: str = "url",
+    **options: Unpack[RankOptions],
 ) -> Ranking:
     """Place the locations, ask ``stats_source`` about their backends, then :func:`rank`."""
-    context = RankContext.of(
-        locations,
-        now=time.time() if now is None else now,
-        policy=policy,
-        image_size=image_size,
-        image_id=image_id,
-        store_type_preference=store_type_preference,
-        uri_key=uri_key,
-    )
+    context = RankContext.of(locations, now=time.time() if now is None else now, **options)
     stats: Mapping[str, BackendStats] | None = None
     reason: str | None = None
     if stats_source is None:

@@ -335,3 +335,8 @@ def test_poisoned_statistics_never_raise_and_never_rank_first() -> None:
         assert all(x is None or (math.isfinite(x) and x >= 0) for x in [*numbers, bad.age_seconds])
         alone = rank([loc(FAST_HTTP)], stats=stats, now=NOW)  # the former IndexError case
         assert alone.mode == "fallback" and alone.locations[0].reason is Reason.UNUSABLE
+
+
+def test_unknown_rank_options_are_refused() -> None:
+    with pytest.raises(TypeError, match="image_sise"):
+        rank_with_source([loc(FAST_HTTP)], stats_source=None, now=NOW, image_sise=1)  # type: ignore[call-arg]
