@@ -8,7 +8,7 @@ whether those fixed choices are any good.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench.emulator import Change, KiB, MiB, Speed
 
@@ -38,90 +38,63 @@ def _speeds(**table: tuple[float, float]) -> dict[str, Speed]:
     return {name: Speed(latency, mib * MiB) for name, (latency, mib) in table.items()}
 
 
-#: (a) and (c) share one landscape: b3 (third in Glance order, an s3 copy) is fastest.
+#: Backend landscapes. (a), (c) and (f) share one: b3 (third in Glance order, an s3
+#: copy) is fastest. In (b) b2 is fastest until it degrades; in (d) b4 answers first;
+#: in (e) b1 answers slowest but streams fastest.
 HETEROGENEOUS = _speeds(
     b1=(0.040, 3.0), b2=(0.015, 4.0), b3=(0.020, 12.0), b4=(0.010, 6.0), b5=(0.080, 2.0)
 )
+B2_FIRST = _speeds(
+    b1=(0.040, 3.0), b2=(0.010, 12.0), b3=(0.020, 6.0), b4=(0.015, 4.0), b5=(0.080, 2.0)
+)
+LOW_LATENCY_B4 = _speeds(
+    b1=(0.030, 4.0), b2=(0.060, 20.0), b3=(0.045, 12.0), b4=(0.005, 3.0), b5=(0.020, 2.0)
+)
+STREAMING_B1 = _speeds(
+    b1=(0.300, 16.0), b2=(0.010, 6.0), b3=(0.050, 10.0), b4=(0.005, 4.0), b5=(0.100, 8.0)
+)
+
+#: Image mixes, in the order of Scenario's fields: images, smallest and largest size,
+#: downloads, and the seconds over which they arrive.
+Mix = tuple[int, int, int, int, float]
+MIXED_SIZES: Mix = (24, 256 * KiB, 12 * MiB, 60, 45.0)
+SMALL_IMAGES: Mix = (40, 8 * KiB, 128 * KiB, 200, 30.0)
+LARGE_IMAGES: Mix = (6, 16 * MiB, 48 * MiB, 12, 40.0)
+COLD_START: Mix = (12, 1 * MiB, 12 * MiB, 30, 15.0)
 
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in (
-        Scenario(
-            "a",
-            "static heterogeneous backends",
-            HETEROGENEOUS,
-            image_count=24,
-            size_low=256 * KiB,
-            size_high=12 * MiB,
-            downloads=60,
-            duration=45.0,
-        ),
+        Scenario("a", "static heterogeneous backends", HETEROGENEOUS, *MIXED_SIZES),
         Scenario(
             "b",
             "store_type's backend (b2, fastest at first) degrades 10x at 40%",
-            _speeds(
-                b1=(0.040, 3.0), b2=(0.010, 12.0), b3=(0.020, 6.0), b4=(0.015, 4.0), b5=(0.080, 2.0)
-            ),
-            image_count=24,
-            size_low=256 * KiB,
-            size_high=12 * MiB,
-            downloads=60,
-            duration=45.0,
+            B2_FIRST,
+            *MIXED_SIZES,
             changes=[Change(0.4, "b2", "degrade", 10.0)],
         ),
         Scenario(
             "c",
             "the fastest backend (b3) is down (503) from 30% to 60%, then recovers",
             HETEROGENEOUS,
-            image_count=24,
-            size_low=256 * KiB,
-            size_high=12 * MiB,
-            downloads=60,
-            duration=45.0,
+            *MIXED_SIZES,
             changes=[Change(0.3, "b3", "outage"), Change(0.6, "b3", "recover")],
         ),
         Scenario(
-            "d",
-            "many small images (8-128 KiB): latency dominates",
-            _speeds(
-                b1=(0.030, 4.0),
-                b2=(0.060, 20.0),
-                b3=(0.045, 12.0),
-                b4=(0.005, 3.0),
-                b5=(0.020, 2.0),
-            ),
-            image_count=40,
-            size_low=8 * KiB,
-            size_high=128 * KiB,
-            downloads=200,
-            duration=30.0,
+            "d", "many small images (8-128 KiB): latency dominates", LOW_LATENCY_B4, *SMALL_IMAGES
         ),
         Scenario(
             "e",
             "few large images (16-48 MiB): throughput dominates",
-            _speeds(
-                b1=(0.300, 16.0),
-                b2=(0.010, 6.0),
-                b3=(0.050, 10.0),
-                b4=(0.005, 4.0),
-                b5=(0.100, 8.0),
-            ),
-            image_count=6,
-            size_low=16 * MiB,
-            size_high=48 * MiB,
-            downloads=12,
-            duration=40.0,
+            STREAMING_B1,
+            *LARGE_IMAGES,
             chunk=64 * KiB,
         ),
         Scenario(
             "f",
             "cold start: a fresh node joins a fleet that measured every backend",
             HETEROGENEOUS,
-            image_count=12,
-            size_low=1 * MiB,
-            size_high=12 * MiB,
-            downloads=30,
-            duration=15.0,
+            *COLD_START,
             fleet=True,
             # The first probes are spread over the first latency interval: make it
             # span the downloads, as 5 min does on a real node (the peers keep 5 s).
@@ -133,17 +106,11 @@ SCENARIOS: dict[str, Scenario] = {
 
 def reduced(scenario: Scenario, *, downloads: int, images: int, duration: float) -> Scenario:
     """A small, fast copy for the test suite: few tiny images, same landscape and changes."""
-    return Scenario(
-        scenario.key,
-        scenario.title,
-        scenario.speeds,
+    return replace(
+        scenario,
         image_count=images,
         size_low=min(scenario.size_low, 64 * KiB),
         size_high=min(scenario.size_high, 256 * KiB),
         downloads=downloads,
         duration=duration,
-        changes=scenario.changes,
-        chunk=scenario.chunk,
-        fleet=scenario.fleet,
-        probe=scenario.probe,
     )
