@@ -38,17 +38,21 @@ class Chooser(Protocol):
     def report(self, attempt: Attempt) -> None: ...
 
 
-class LocationOrder:
-    name = "location_order"
-
-    def order(self, image: Image, locations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return location_order.get_ordered_locations(locations)
+class Unmeasured:
+    """A chooser that learns nothing from the downloads: reports are dropped."""
 
     def report(self, attempt: Attempt) -> None:
         pass
 
 
-class StoreType:
+class LocationOrder(Unmeasured):
+    name = "location_order"
+
+    def order(self, image: Image, locations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return location_order.get_ordered_locations(locations)
+
+
+class StoreType(Unmeasured):
     name = "store_type"
 
     def order(self, image: Image, locations: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,11 +60,8 @@ class StoreType:
             locations, store_type_preference=list(STORE_TYPE_PREFERENCE)
         )
 
-    def report(self, attempt: Attempt) -> None:
-        pass
 
-
-class Random:
+class Random(Unmeasured):
     """A seeded shuffle per download: what spreading without measuring gets."""
 
     name = "random"
@@ -77,11 +78,8 @@ class Random:
         random.Random(f"{self.seed}/{image.image_id}/{nth}").shuffle(shuffled)
         return shuffled
 
-    def report(self, attempt: Attempt) -> None:
-        pass
 
-
-class Oracle:
+class Oracle(Unmeasured):
     """Knows every backend's true current speed: the least expected time comes first."""
 
     name = "oracle"
@@ -95,9 +93,6 @@ class Oracle:
             locations,
             key=lambda loc: em.expected_seconds(em.name_of(loc["url"]), image.size),
         )
-
-    def report(self, attempt: Attempt) -> None:
-        pass
 
 
 class Metrics:
