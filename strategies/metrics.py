@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from strategies import defaults
-from strategies._glance_conf import glance_store_type_preference
+from strategies._glance_conf import glance_store_type_preference, register_options
 from strategies.errors import InvalidSetting
 from strategies.placement import Placed, place, place_all
 from strategies.reasons import Mode, RankedLocation, Ranking, Reason, why_text
@@ -123,7 +123,8 @@ def get_strategy_name() -> str:
 
 
 def init() -> None:
-    """Nothing to prepare: statistics arrive with each call."""
+    """Inside glance-api: add ``[metrics_location_strategy]`` to Glance's configuration."""
+    register_options()
 
 
 @dataclass(frozen=True)
@@ -386,12 +387,17 @@ def get_ordered_locations(
 ) -> list[dict[str, Any]]:
     """Glance's module interface: the ranked list only (see :func:`rank_with_source`).
 
-    Glance (<= 28) passes no arguments: then there is no statistics source (the
-    answer is the ``store_type`` order) and Glance's own CONF supplies the
-    preference.
+    Glance (<= 28) passes no arguments: then this node's sidecar is the source
+    and the policy is the host's (:mod:`strategies.host`), and Glance's own CONF
+    supplies the preference.
     """
     if store_type_preference is None:
         store_type_preference = glance_store_type_preference()
+    if stats_source is None:
+        from strategies import host  # imports this module: resolved at first call
+
+        stats_source, host_policy = host.current()
+        policy = policy or host_policy
     return rank_with_source(
         locations,
         uri_key=uri_key,

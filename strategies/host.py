@@ -1,0 +1,143 @@
+"""The ``metrics`` strategy inside a host process that passes no statistics source.
+
+Glance (<= 28) calls ``get_ordered_locations(locations)`` and nothing else. Then
+``metrics`` asks this node's sidecar through one shared
+:class:`~strategies.sidecar_client.SidecarStatsSource`, set up from:
+
+- inside glance-api: the group ``[metrics_location_strategy]`` of glance-api.conf
+  (registered by ``metrics.init()``; see ``strategies._glance_conf.OPTIONS``);
+- anywhere else: ``$LOCATION_SIDECAR_URL`` and ``$LOCATION_SIDECAR_TOKEN``, the
+  variables every client of the sidecar honours, and the default policy.
+
+Settings are read again at most every :data:`RESOLVE_SECONDS`; the source (and
+its cached answer) is kept while they do not change. A bad value is reported
+once and replaced by its default: a setting never breaks a Glance request.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from strategies import defaults
+from strategies._glance_conf import METRICS_GROUP, glance_metrics_options, warn_once
+from strategies.ceph import read_ceph_fsid
+from strategies.errors import InvalidSetting
+from strategies.metrics import MetricsPolicy
+from strategies.sidecar_client import SidecarStatsSource, default_token, default_url
+from strategies.units import parse_duration, parse_size
+
+RESOLVE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """Where the sidecar is, how long to wait for it, and the ranking policy."""
+
+    sidecar_url: str = defaults.SIDECAR_URL
+    timeout: float = defaults.SIDECAR_TIMEOUT
+    token: str | None = field(default=None, repr=False)
+    policy: MetricsPolicy = field(default_factory=MetricsPolicy)
+    origin: str = "environment"
+
+
+def _node_id() -> str:
+    try:
+        return socket.gethostname()
+    except OSError:
+        return ""
+
+
+def _read_token(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        warn_once("[%s] token_file %s unreadable: %s", METRICS_GROUP, path, type(exc).__name__)
+        return None
+    return token or None
+
+
+def _policy(values: dict[str, Any]) -> MetricsPolicy:
+    fallback = MetricsPolicy()
+    node_id = _node_id()
+    fsid = str(values.get("local_ceph_fsid") or "").strip() or read_ceph_fsid(defaults.CEPH_CONF)
+    try:
+        return MetricsPolicy(
+            max_age=parse_duration(values.get("max_age", fallback.max_age), name="max_age"),
+            default_image_size=parse_size(
+                values.get("default_image_size", fallback.default_image_size),
+                name="default_image_size",
+            ),
+            near_tie_band=float(values.get("near_tie_band", fallback.near_tie_band)),
+            local_ceph_fsid=fsid,
+            node_id=node_id,
+        )
+    except (InvalidSetting, TypeError, ValueError) as exc:
+        warn_once("[%s] %s; using the default policy", METRICS_GROUP, exc)
+        return MetricsPolicy(local_ceph_fsid=fsid, node_id=node_id)
+
+
+def resolve() -> HostSettings:
+    """The settings now: Glance's CONF when registered there, else the environment."""
+    values = glance_metrics_options()
+    if values is None:
+        return HostSettings(
+            sidecar_url=default_url(),
+            token=default_token(),
+            policy=MetricsPolicy(node_id=_node_id()),
+        )
+    url = values.get("sidecar_url") or defaults.SIDECAR_URL
+    timeout = values.get("timeout")
+    if not isinstance(timeout, int | float) or not 0 < timeout <= 1.0:
+        timeout = defaults.SIDECAR_TIMEOUT
+    token_file = values.get("token_file")
+    return HostSettings(
+        sidecar_url=str(url),
+        timeout=float(timeout),
+        token=_read_token(str(token_file)) if token_file else None,
+        policy=_policy(values),
+        origin=f"glance-api.conf [{METRICS_GROUP}]",
+    )
+
+
+@dataclass
+class _Current:
+    settings: HostSettings
+    source: SidecarStatsSource
+    resolved_at: float
+
+
+_lock = threading.Lock()
+_current: _Current | None = None
+
+
+def current() -> tuple[SidecarStatsSource, MetricsPolicy]:
+    """The shared source and policy; cheap (no I/O) except once per :data:`RESOLVE_SECONDS`."""
+    global _current
+    now = time.monotonic()
+    held = _current
+    if held is not None and now - held.resolved_at < RESOLVE_SECONDS:
+        return held.source, held.settings.policy
+    settings = resolve()
+    with _lock:
+        held = _current
+        if held is None or held.settings != settings:
+            source = SidecarStatsSource(
+                settings.sidecar_url, timeout=settings.timeout, token=settings.token
+            )
+            held = _Current(settings, source, now)
+        else:
+            held = _Current(held.settings, held.source, now)
+        _current = held
+    return held.source, held.settings.policy
+
+
+def reset() -> None:
+    """Forget the shared source (tests; a host that changed its settings)."""
+    global _current
+    with _lock:
+        _current = None
