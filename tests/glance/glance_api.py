@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -21,30 +22,78 @@ from typing import Any
 from tests.support.processes import free_port, stop_process, wait_until
 
 BIN = Path(sys.executable).parent
+ENABLE = Path(__file__).resolve().parents[2] / "scripts" / "glance28_enable_metrics.py"
 PASTE = BIN.parent / "etc" / "glance" / "glance-api-paste.ini"
 
 
-class GlanceAPI:
-    """``glance-api`` as a child process; ``extra_conf`` lands in glance-api.conf.d/."""
+def patched_glance(root: Path) -> Path:
+    """A copy of the installed ``glance`` package with ``scripts/glance28_enable_metrics.py``
+    applied, as an operator applies it to the installed one; put the returned
+    folder on ``PYTHONPATH`` (``GlanceAPI(python_path=...)``) to run it."""
+    site = root / "site"
+    installed = Path(glance_package_file()).parent
+    shutil.copytree(installed, site / "glance", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, str(ENABLE), str(site / "glance/common/location_strategy/__init__.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return site
 
-    def __init__(self, root: Path, extra_conf: str = "") -> None:
+
+def glance_package_file() -> str:
+    import glance
+
+    assert glance.__file__ is not None
+    return glance.__file__
+
+
+class GlanceAPI:
+    """``glance-api`` as a child process; ``extra_conf`` lands in glance-api.conf.d/.
+
+    By default two stores through ``enabled_backends`` (``local:file, web:http``);
+    ``single_store=True`` gives the classic configuration (``[glance_store] stores =
+    file, http``), the one where Glance 28 asks its ``location_strategy``.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        extra_conf: str = "",
+        *,
+        single_store: bool = False,
+        python_path: Path | None = None,
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.images = root / "images"
+        self.python_path = python_path
         for name in ("images", "staging", "tasks", "glance-api.conf.d"):
             (root / name).mkdir(parents=True, exist_ok=True)
         self.conf = root / "glance-api.conf"
+        if single_store:
+            stores = (
+                "[glance_store]\nstores = file, http\ndefault_store = file\n"
+                f"filesystem_store_datadir = {self.images}\n"
+            )
+        else:
+            stores = (
+                "enabled_backends = local:file, web:http\n"
+                "[glance_store]\ndefault_backend = local\n"
+                f"[local]\nfilesystem_store_datadir = {self.images}\n"
+                f"[os_glance_staging_store]\nfilesystem_store_datadir = {root / 'staging'}\n"
+                f"[os_glance_tasks_store]\nfilesystem_store_datadir = {root / 'tasks'}\n"
+            )
         self.conf.write_text(
             "[DEFAULT]\n"
             f"bind_host = 127.0.0.1\nbind_port = {self.port}\nworkers = 0\n"
             "show_multiple_locations = True\nshow_image_direct_url = True\n"
-            "enabled_backends = local:file, web:http\n"
-            "[glance_store]\ndefault_backend = local\n"
-            f"[local]\nfilesystem_store_datadir = {self.images}\n"
-            f"[os_glance_staging_store]\nfilesystem_store_datadir = {root / 'staging'}\n"
-            f"[os_glance_tasks_store]\nfilesystem_store_datadir = {root / 'tasks'}\n"
-            f"[database]\nconnection = sqlite:///{root / 'glance.sqlite'}\n"
+            + stores
+            + f"[database]\nconnection = sqlite:///{root / 'glance.sqlite'}\n"
             f"[paste_deploy]\nflavor =\nconfig_file = {PASTE}\n"
             "[oslo_policy]\nenforce_scope = false\nenforce_new_defaults = false\n",
             encoding="utf-8",
@@ -64,6 +113,8 @@ class GlanceAPI:
 
     def start(self) -> GlanceAPI:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if self.python_path is not None:
+            env["PYTHONPATH"] = str(self.python_path)
         sync = subprocess.run(
             [*self._args("glance-manage"), "db_sync"],
             capture_output=True,
@@ -135,3 +186,28 @@ class GlanceAPI:
         assert status == 200, record
         result: dict[str, Any] = record
         return result
+
+    def add_location(self, image_id: str, url: str) -> None:
+        patch = [{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]
+        status, answer = self.request(
+            "PATCH",
+            f"/v2/images/{image_id}",
+            patch,
+            content_type="application/openstack-images-v2.1-json-patch",
+        )
+        assert status == 200, answer
+
+    def image_at(self, *urls: str) -> dict[str, Any]:
+        """An image whose only data are ``urls`` (http locations, in this order)."""
+        new = {"name": "cirros", "disk_format": "raw", "container_format": "bare"}
+        status, image = self.request("POST", "/v2/images", new)
+        assert status == 201, image
+        for url in urls:
+            self.add_location(image["id"], url)
+        status, record = self.request("GET", f"/v2/images/{image['id']}")
+        assert status == 200, record
+        result: dict[str, Any] = record
+        return result
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
