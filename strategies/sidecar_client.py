@@ -132,13 +132,14 @@ def get_json(
 
     try:
         connection.request("GET", parts.path.rstrip("/") + path, headers=headers)
-        assert connection.sock is not None
-        connection.sock.settimeout(remaining())
+        sock = connection.sock  # kept: the connection lets go of it on "Connection: close"
+        assert sock is not None
+        sock.settimeout(remaining())
         response = connection.getresponse()
         chunks: list[bytes] = []
         size = 0
         while True:
-            connection.sock.settimeout(remaining())
+            sock.settimeout(remaining())
             chunk = response.read1(65536)
             if not chunk:
                 break

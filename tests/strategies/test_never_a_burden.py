@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -219,3 +220,31 @@ def test_the_sidecar_coming_back_is_noticed_within_a_period(
             assert order(source) == MEASURED
         messages = [r.getMessage() for r in caplog.records]
         assert len(messages) == 2 and "answers again" in messages[1]
+
+
+def test_an_http_1_0_answer_that_closes_the_connection_is_read() -> None:
+    """A server (or proxy) answering HTTP/1.0 with ``Connection: close``, then a drip."""
+    body = backends_answer()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        source = SidecarStatsSource(f"http://127.0.0.1:{server.server_address[1]}", clock=Clock())
+        assert order(source) == MEASURED
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
