@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategies import defaults
+from strategies import defaults, metrics
 from strategies._glance_conf import METRICS_GROUP, glance_metrics_options, warn_once
 from strategies.ceph import read_ceph_fsid
 from strategies.errors import InvalidSetting
@@ -141,3 +141,6 @@ def reset() -> None:
     global _current
     with _lock:
         _current = None
+
+
+metrics.set_default_source(current)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -55,6 +55,7 @@ __all__ = [
     "place_all",
     "rank",
     "rank_with_source",
+    "set_default_source",
 ]
 
 
@@ -373,6 +374,19 @@ def _in_store_type_order(
     return [by_id[id(loc)] for loc in ordered]
 
 
+DefaultSource = Callable[[], tuple[StatsSource, MetricsPolicy]]
+_default_source: DefaultSource | None = None
+
+
+def set_default_source(provider: DefaultSource | None) -> None:
+    """What :func:`get_ordered_locations` asks when its caller names no source.
+
+    :mod:`strategies.host` installs the local sidecar (imported with the package).
+    """
+    global _default_source
+    _default_source = provider
+
+
 def get_ordered_locations(
     locations: list[dict[str, Any]],
     uri_key: str = "url",
@@ -393,10 +407,8 @@ def get_ordered_locations(
     """
     if store_type_preference is None:
         store_type_preference = glance_store_type_preference()
-    if stats_source is None:
-        from strategies import host  # imports this module: resolved at first call
-
-        stats_source, host_policy = host.current()
+    if stats_source is None and _default_source is not None:
+        stats_source, host_policy = _default_source()
         policy = policy or host_policy
     return rank_with_source(
         locations,
