@@ -171,6 +171,28 @@ def glance_metrics_options() -> dict[str, Any] | None:
     return values
 
 
+def glance_file_datadirs() -> list[str]:
+    """Glance's file store folders (``[glance_store] filesystem_store_datadir(s)``), or ``[]``.
+
+    ``filesystem_store_datadirs`` items are ``path[:priority]``.
+    """
+    host = _host_conf()
+    if host is None:
+        return []
+    try:
+        group = host[1].glance_store
+        single = group.filesystem_store_datadir
+        several = group.filesystem_store_datadirs or []
+    except Exception:  # glance_store's options not registered: no file store
+        return []
+    folders = [single] if isinstance(single, str) and single else []
+    for item in several:
+        if isinstance(item, str) and item:
+            path, _, priority = item.rpartition(":")
+            folders.append(path if path and priority.strip().isdigit() else item)
+    return [f for f in folders if f.startswith("/")]
+
+
 def glance_store_type_preference() -> list[str] | None:
     """The preference from Glance's CONF, or ``None`` outside glance-api.
 

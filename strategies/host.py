@@ -21,9 +21,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from strategies import defaults, metrics
-from strategies._glance_conf import METRICS_GROUP, glance_metrics_options, warn_once
+from strategies._glance_conf import (
+    METRICS_GROUP,
+    glance_file_datadirs,
+    glance_metrics_options,
+    warn_once,
+)
+from strategies.backends import backend_of
 from strategies.ceph import read_ceph_fsid
 from strategies.errors import InvalidSetting
 from strategies.metrics import MetricsPolicy
@@ -61,10 +68,32 @@ def _read_token(path: str) -> str | None:
     return token or None
 
 
+def _file_roots(folders: list[str]) -> tuple[str, ...]:
+    """The mount point of each of Glance's file store folders, unless it is ``/``.
+
+    Worked out here once per :data:`RESOLVE_SECONDS` and used as ``file_roots``,
+    so placing a location on that file system costs no file system call per
+    Glance call; the key is the one the sidecar gives the same path (the mount
+    point that holds it). ``/`` is left out: other file systems mounted below it
+    would be taken for it, so those paths keep the per-call lookup.
+    """
+    roots: list[str] = []
+    for folder in folders:
+        try:
+            key = backend_of("file://" + quote(folder.rstrip("/")) + "/-").key
+        except ValueError:
+            continue
+        root = unquote(key.removeprefix("file://"))
+        if root != "/":
+            roots.append(root)
+    return tuple(dict.fromkeys(roots))
+
+
 def _policy(values: dict[str, Any]) -> MetricsPolicy:
     fallback = MetricsPolicy()
     node_id = _node_id()
     fsid = str(values.get("local_ceph_fsid") or "").strip() or read_ceph_fsid(defaults.CEPH_CONF)
+    roots = _file_roots(glance_file_datadirs())
     try:
         return MetricsPolicy(
             max_age=parse_duration(values.get("max_age", fallback.max_age), name="max_age"),
@@ -75,10 +104,11 @@ def _policy(values: dict[str, Any]) -> MetricsPolicy:
             near_tie_band=float(values.get("near_tie_band", fallback.near_tie_band)),
             local_ceph_fsid=fsid,
             node_id=node_id,
+            file_roots=roots,
         )
     except (InvalidSetting, TypeError, ValueError) as exc:
         warn_once("[%s] %s; using the default policy", METRICS_GROUP, exc)
-        return MetricsPolicy(local_ceph_fsid=fsid, node_id=node_id)
+        return MetricsPolicy(local_ceph_fsid=fsid, node_id=node_id, file_roots=roots)
 
 
 def resolve() -> HostSettings:

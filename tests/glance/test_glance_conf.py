@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +147,27 @@ def test_oslo_without_glance_is_not_glance() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["False", "environment"]
+
+
+def test_glances_file_store_folder_is_placed_without_file_system_calls(tmp_path: Path) -> None:
+    """Its mount point becomes a file root: the same backend key as the sidecar's rule."""
+    import glance_store
+
+    from strategies.backends import backend_of
+
+    glance_store.register_opts(CONF)
+    shm = Path("/dev/shm")
+    if not os.path.ismount(shm):
+        pytest.skip("/dev/shm is not a mount point here")
+    with tempfile.TemporaryDirectory(dir=shm) as folder:
+        images = Path(folder) / "images"
+        images.mkdir()
+        with glance_ini(f"[glance_store]\nfilesystem_store_datadir = {images}\n"):
+            roots = host.resolve().policy.file_roots
+        assert roots == ("/dev/shm",)
+        url = f"file://{images}/0123-abcd"
+        assert backend_of(url, file_roots=roots).key == backend_of(url).key == "file:///dev/shm"
+    # A folder on the root file system: no shortcut (other mounts lie below "/").
+    mount = backend_of(f"file://{tmp_path}/x").key.removeprefix("file://")
+    with glance_ini(f"[glance_store]\nfilesystem_store_datadir = {tmp_path}\n"):
+        assert host.resolve().policy.file_roots == (() if mount == "/" else (mount,))
