@@ -9,8 +9,11 @@ alone. This measures the module functions exactly so, in-process, next to the
   ``metrics`` with a real sidecar (child process, 5 measured backends) and its
   answer cached; ``metrics`` with the sidecar down (connection refused, failure cached);
 - the one call per cache period that asks the sidecar (``GET /v1/backends``);
-- an image list: 1000 images of 2 locations each, starting with an empty cache,
-  for each module and sidecar state, including one that accepts and never answers.
+- an image list: 1000 images of 2 locations each (a file and an http location),
+  starting with an empty cache, for each module and sidecar state, including one
+  that accepts and never answers. Outside Glance a file location is placed by
+  its mount point, found with file system calls on each call; inside Glance the
+  file store's own mount is known in advance (one more row shows that case).
 
 Glance deep-copies the locations before each call whatever the module: that
 copy is shown on its own row.
@@ -31,9 +34,13 @@ import httpx
 
 from bench.sidecar_proc import Sidecar, free_port
 from strategies import defaults, metrics, store_type
+from strategies.metrics import MetricsPolicy
 from strategies.sidecar_client import SidecarStatsSource
 
 PREFERENCE = list(defaults.STORE_TYPE_PREFERENCE)
+GLANCE_POLICY = MetricsPolicy(file_roots=("/var/lib/glance/images",))
+"""Inside Glance the file store's mount point is a file root (``strategies.host``): placing
+a file location then costs no file system call."""
 FIVE = [
     {"url": f"http://127.0.0.{n}:8080/images/cirros", "metadata": {"store": f"web{n}"}}
     for n in range(2, 7)
@@ -142,6 +149,19 @@ def run(calls: int, images: int) -> list[tuple[str, str, str]]:
         def call(locations: list[dict[str, Any]]) -> object:
             return metrics.get_ordered_locations(
                 locations, stats_source=source, store_type_preference=PREFERENCE
+            )
+
+        return call
+
+    def with_root(source: SidecarStatsSource) -> Callable[[list[dict[str, Any]]], object]:
+        """As inside Glance when its file store folder is a mount of its own."""
+
+        def call(locations: list[dict[str, Any]]) -> object:
+            return metrics.get_ordered_locations(
+                locations,
+                stats_source=source,
+                store_type_preference=PREFERENCE,
+                policy=GLANCE_POLICY,
             )
 
         return call
