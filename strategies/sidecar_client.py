@@ -127,7 +127,7 @@ def get_json(
     def remaining() -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"no answer within {timeout:g} s")
+            raise TimeoutError
         return left
 
     try:
@@ -152,6 +152,8 @@ def get_json(
         return json.loads(b"".join(chunks))
     except SidecarError:
         raise
+    except TimeoutError:
+        raise SidecarError(f"{where} gave no answer within {timeout:g} s") from None
     except (OSError, http.client.HTTPException) as exc:
         raise SidecarError(f"{where} unreachable: {exc or type(exc).__name__}") from None
     except ValueError as exc:

@@ -19,6 +19,8 @@ degradation and the flip, then the sidecar stopped.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -170,4 +172,60 @@ def test_with_the_sidecar_stopped_glance_keeps_serving_in_store_type_order(
     log = glance.log_text()[logged:]  # since the sidecar stopped
     warnings = [line for line in log.splitlines() if "location strategy metrics:" in line]
     assert warnings and all(" WARNING " in w and "unreachable" in w for w in warnings)
+    assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
+
+
+class HungListener:
+    """Accepts connections on ``port`` and never answers (a wedged sidecar)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.held: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.held.append(self.sock.accept()[0])
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_wedged_sidecar_costs_one_timeout_per_cache_period(
+    glance: GlanceAPI, image: dict[str, Any], sidecar: Sidecar, slow: RangeServer, fast: RangeServer
+) -> None:
+    """The sidecar's port now accepts and never answers: requests keep flowing."""
+    port = int(sidecar.url.rsplit(":", 1)[1])
+    hung = HungListener(port)
+    try:
+        logged = len(glance.log_text())
+        started = time.monotonic()
+        took = []
+        while time.monotonic() - started < 3 * defaults.SIDECAR_CACHE_SECONDS:
+            begun = time.monotonic()
+            assert urls(glance, image["id"])[0] == [slow.url(PATH), fast.url(PATH)]
+            took.append(time.monotonic() - begun)
+        elapsed = time.monotonic() - started
+    finally:
+        hung.close()
+    periods = int(elapsed // defaults.SIDECAR_CACHE_SECONDS) + 1
+    waited = [t for t in took if t >= defaults.SIDECAR_TIMEOUT]
+    print(f"{len(took)} requests in {elapsed:.1f} s, {len(waited)} waited: {waited}")
+    assert 1 <= len(waited) <= periods, (waited, periods)
+    assert len(took) > 3 * len(waited)
+    log = glance.log_text()[logged:]
+    assert "gave no answer within 0.25 s; using store_type order for 2 s" in log
     assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
