@@ -3,8 +3,9 @@
 Targets are the ``[[probe.targets]]`` of the config plus locations learnt from
 ``/v1/rank`` requests, but only those whose host (or backend key) matches
 ``probe.learn_from`` and, for ``file://``, whose path lies under
-``probe.file_roots``; anything else is never contacted. Redirects only go to
-such hosts (or a configured target's host).
+``probe.file_roots``; anything else is never contacted. Redirects, Swift
+storage URLs and Keystone endpoints only go to such hosts (or a configured
+target's host): ``allow_host`` is the policy of every probe's gate (``probes.gate``).
 
 A learned URL may carry credentials (Glance puts them there). It is kept in
 memory only, in its planned target keyed by the redacted backend key: history,
@@ -28,17 +29,16 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote
 
 import probes
-from probes import ProbeLimits, ProbeResult, ProbeTarget, TokenCache
-from probes.rbd import bindings as rbd_bindings
+from probes import ProbeLimits, ProbeResult, ProbeTarget, Reason, TokenCache
+from probes.measurable import ceph_available
 from sidecar.history import HistoryError
 from sidecar.probe_config import ProbeConfig
 from sidecar.probe_metrics import ProbeMetrics
 from sidecar.probe_plan import Due, ProbePlanner
 from sidecar.samples import Sample
-from strategies.backends import backend_of, scheme_of
+from strategies.backends import backend_of
 
 if TYPE_CHECKING:
     from sidecar.app import SidecarApp
@@ -134,7 +134,7 @@ class ProbeScheduler:
         self.configured_hosts = {
             h for h in (backend_of(t.url).host for t in config.targets) if h is not None
         }
-        self._rbd = rbd_bindings() is not None  # imported once, before the loop runs
+        self._rbd = ceph_available()  # imported once, before the loop runs
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -189,20 +189,15 @@ class ProbeScheduler:
 
     def _verdict(self, url: str, key: str) -> Note | None:
         """Why this location must not be probed, or ``None`` when it may be."""
-        scheme = scheme_of(url)
-        if probes.prober_for(url) is None:
-            reason = probes.NOT_MEASURABLE.get(scheme, f"no probe for scheme {scheme!r}")
-            return Note("not_measurable", reason)
+        verdict = probes.measurability(url, local_ceph_fsid=self.local_fsid, ceph=self._rbd)
+        if verdict.outcome != "ok":
+            return Note(verdict.outcome, verdict.message)
         try:
             # root "/": the path, host and store without looking for a mount point (no I/O)
             backend = backend_of(url, file_roots=("/",))
         except ValueError as exc:
             return Note("not_measurable", str(exc))
         if backend.store == "rbd":
-            measurable, why = self.measurability(key)
-            if not measurable:
-                local = "local Ceph" in (why or "")
-                return Note("not_needed" if local else "not_measurable", why or "")
             if not self.config.host_allowed(None, key):
                 return Note("not_allowed", "backend not in probe.learn_from")
         elif backend.store == "file":
@@ -225,24 +220,15 @@ class ProbeScheduler:
         return None if state is None else state.newest_report_throughput_at
 
     def allow_host(self, host: str) -> bool:
-        """Redirect policy: a learn_from host or a configured target's host."""
+        """Where probes may connect besides a location's own host (``probes.gate``):
+        a learn_from host or a configured target's host."""
         return host in self.configured_hosts or self.config.host_allowed(host, host)
 
     # -- what /v1/backends says -------------------------------------------------------
     def measurability(self, key: str) -> tuple[bool, str | None]:
-        """Whether this node can measure a backend at all, and why not."""
-        scheme = key.partition("://")[0]
-        if scheme in probes.NOT_MEASURABLE:
-            return False, probes.NOT_MEASURABLE[scheme]
-        if scheme == "rbd":
-            fsid = unquote(key[len("rbd://") :].split("/")[0])
-            if key == "rbd://default":
-                return False, "rbd URL without a cluster fsid"
-            if self.local_fsid and fsid == self.local_fsid:
-                return False, "local Ceph cluster: images are clones, ranked first unmeasured"
-            if not self._rbd:
-                return False, "rados/rbd Python bindings not installed"
-        return True, None
+        """Whether this node can measure a backend, and why not (``probes.measurability``)."""
+        verdict = probes.measurability(key, local_ceph_fsid=self.local_fsid, ceph=self._rbd)
+        return verdict.measurable, verdict.message or None
 
     def keys(self) -> list[str]:
         """Backends to list although they may have no sample: probed or not measurable."""
@@ -353,7 +339,7 @@ class ProbeScheduler:
             except HistoryError as exc:
                 LOG.warning("probe sample of %s not stored: %s", due.key, exc)
             self.metrics.result(due.key, due.kind, result, sample.ok)
-        elif result.outcome == "not_measurable" and "not allowed" in result.message:
+        elif result.reason is Reason.NOT_ALLOWED:
             self.metrics.skip("not_allowed")
         ok = sample is not None and sample.ok
         outcome = "ok" if ok else result.outcome

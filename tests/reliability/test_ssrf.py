@@ -161,6 +161,7 @@ def test_the_file_prober_checks_the_real_path(tmp_path: Path, roots: dict[str, P
     assert probe(tmp_path / "root-link" / "alias").ok
     refused = probe(linked / "escape")
     assert refused.outcome == "not_measurable" and "not allowed" in refused.message
+    assert refused.reason is probes.Reason.NOT_ALLOWED
     # a FIFO under a root is not read (open() does not block, no writer needed)
     done = threading.Event()
     result: list[probes.ProbeResult] = []
@@ -168,6 +169,7 @@ def test_the_file_prober_checks_the_real_path(tmp_path: Path, roots: dict[str, P
     worker.start()
     assert done.wait(5)
     assert result[0].outcome == "not_measurable" and "regular file" in result[0].message
+    assert result[0].reason is probes.Reason.NOT_A_FILE
     # without a policy (the CLI's `probe` command: the operator's own path) symlinks work
     free = probes.ProbeLimits(max_bytes=4096, timeout=2)
     assert asyncio.run(probes.probe(probes.ProbeTarget(f"file://{linked}/escape"), free)).ok
