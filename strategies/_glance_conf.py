@@ -174,7 +174,8 @@ def glance_metrics_options() -> dict[str, Any] | None:
 def glance_file_datadirs() -> list[str]:
     """Glance's file store folders (``[glance_store] filesystem_store_datadir(s)``), or ``[]``.
 
-    ``filesystem_store_datadirs`` items are ``path[:priority]``.
+    ``filesystem_store_datadirs`` items are ``path[:priority]``; when there are any,
+    they replace ``filesystem_store_datadir``, as in glance_store.
     """
     host = _host_conf()
     if host is None:
@@ -185,7 +186,8 @@ def glance_file_datadirs() -> list[str]:
         several = group.filesystem_store_datadirs or []
     except Exception:  # glance_store's options not registered: no file store
         return []
-    folders = [single] if isinstance(single, str) and single else []
+    # glance_store takes one or the other (both set is its configuration error)
+    folders = [single] if isinstance(single, str) and single and not several else []
     for item in several:
         if isinstance(item, str) and item:
             path, _, priority = item.rpartition(":")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from strategies import defaults, host
-from strategies._glance_conf import METRICS_GROUP, OPTIONS
+from strategies._glance_conf import METRICS_GROUP, OPTIONS, glance_file_datadirs
 from tests.glance.glance_env import CONF, glance_ini, glance_location_strategy
 from tests.support.http_server import RangeServer
 from tests.support.processes import free_port
@@ -167,6 +167,10 @@ def test_glances_file_store_folder_is_placed_without_file_system_calls(tmp_path:
         assert roots == ("/dev/shm",)
         url = f"file://{images}/0123-abcd"
         assert backend_of(url, file_roots=roots).key == backend_of(url).key == "file:///dev/shm"
+        several = f"filesystem_store_datadirs = {images}:100\nfilesystem_store_datadirs = /srv\n"
+        with glance_ini(f"[glance_store]\n{several}"):
+            assert glance_file_datadirs() == [str(images), "/srv"]
+            assert host.resolve().policy.file_roots == ("/dev/shm",)
     # A folder on the root file system: no shortcut (other mounts lie below "/").
     mount = backend_of(f"file://{tmp_path}/x").key.removeprefix("file://")
     with glance_ini(f"[glance_store]\nfilesystem_store_datadir = {tmp_path}\n"):
