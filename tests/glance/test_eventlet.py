@@ -62,6 +62,6 @@ def test_a_hung_sidecar_blocks_one_green_thread_for_one_timeout() -> None:
     waits = out["waits"]
     assert out["fetches"] == 1
     assert 0.25 <= waits[-1] < 1.0, waits  # the one caller that asked: one timeout
-    assert waits[-2] < 0.05, waits  # the 49 others: no wait at all
-    assert out["max_gap"] < 0.1, out  # the hub kept running other green threads
+    assert waits[-2] < 0.1, waits  # the 49 others: no wait for the sidecar
+    assert out["max_gap"] < 0.2, out  # the hub kept running others during the 0.3 s wait
     assert out["orders"] == [["file:///var/lib/glance/images/x", "http://127.0.0.3:8080/images/x"]]

@@ -175,7 +175,7 @@ def test_other_callers_do_not_wait_while_one_refreshes() -> None:
         server.wait_for_requests(2)  # the refresh is now blocked in the sidecar
         started = time.monotonic()
         assert order(source) == MEASURED  # the previous answer, no wait
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.25  # half the timeout: no waiting
         waiting.join()
         assert order(source) == STORE_TYPE  # the failure is cached for the period
         assert source.fetches == 2
