@@ -16,7 +16,9 @@ once and replaced by its default: a setting never breaks a Glance request.
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,9 +64,12 @@ def _read_token(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as handle:
             token = handle.readline().strip()
+            others = os.fstat(handle.fileno()).st_mode & stat.S_IROTH
     except (OSError, UnicodeDecodeError) as exc:
         warn_once("[%s] token_file %s unreadable: %s", METRICS_GROUP, path, type(exc).__name__)
         return None
+    if others:
+        warn_once("[%s] token_file %s is readable by every user", METRICS_GROUP, path)
     return token or None
 
 

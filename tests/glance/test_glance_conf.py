@@ -85,6 +85,7 @@ def test_glance_api_conf_names_the_sidecar_and_the_policy(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret-token-0123456789\n", encoding="utf-8")
+    token.chmod(0o640)
     conf = (
         f"[{METRICS_GROUP}]\nsidecar_url = {sidecar.url('')}\ntimeout = 0.1\n"
         f"token_file = {token}\nmax_age = 10m\ndefault_image_size = 300KiB\n"
@@ -175,3 +176,17 @@ def test_glances_file_store_folder_is_placed_without_file_system_calls(tmp_path:
     mount = backend_of(f"file://{tmp_path}/x").key.removeprefix("file://")
     with glance_ini(f"[glance_store]\nfilesystem_store_datadir = {tmp_path}\n"):
         assert host.resolve().policy.file_roots == (() if mount == "/" else (mount,))
+
+
+def test_a_token_file_readable_by_every_user_is_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = tmp_path / "open-token"
+    token.write_text("s3cret-token-0123456789\n", encoding="utf-8")
+    token.chmod(0o644)
+    with glance_ini(f"[{METRICS_GROUP}]\ntoken_file = {token}\n"), caplog.at_level(logging.WARNING):
+        assert host.resolve().token == host.resolve().token == "s3cret-token-0123456789"
+    messages = [
+        r.getMessage() for r in caplog.records if "readable by every user" in r.getMessage()
+    ]
+    assert len(messages) == 1 and "s3cret" not in messages[0]
