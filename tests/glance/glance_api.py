@@ -10,6 +10,7 @@ logs that the cinder store cannot load (``os_brick`` is not installed): harmless
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -54,10 +55,9 @@ def patched_glance(root: Path) -> Path:
 
 
 def glance_package_file() -> str:
-    import glance
-
-    assert glance.__file__ is not None
-    return glance.__file__
+    spec = importlib.util.find_spec("glance")
+    assert spec is not None and spec.origin is not None, "glance is not installed here"
+    return spec.origin
 
 
 class GlanceAPI:
