@@ -48,6 +48,7 @@ from sidecar.api_models import (
 from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
+from sidecar.fleet import Fleet
 from sidecar.history import History, HistoryError
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
@@ -96,6 +97,7 @@ class SidecarApp(FastAPI):
     notifier: Notifier
     stores: StoreMap
     scheduler: ProbeScheduler
+    fleet: Fleet
 
     def setup_state(
         self, config: SidecarConfig, clock: Callable[[], float], notifier: Notifier
@@ -348,6 +350,7 @@ def create_app(
     )
     app.setup_state(config, clock, notifier or Notifier())
     app.scheduler = ProbeScheduler.install(app)
+    app.fleet = Fleet.install(app)
     app.router.lifespan_context = lambda _app: app.lifespan_context_manager()
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
@@ -422,9 +425,12 @@ def create_app(
         for loc, key in keyed:
             app.stores.saw(loc["metadata"].get("store"), key, now)
         app.scheduler.learn((loc["url"], key) for loc, key in keyed)
-        mode: Literal["metrics", "fallback", "static"]
+        mode: Literal["metrics", "fleet", "fallback", "static"]
         if name == "metrics":
-            ranking = rank(context, app.estimators.stats(now, context.keys()))
+            keys = context.keys()
+            ranking = rank(
+                context, app.fleet.with_priors(app.estimators.stats(now, keys), keys, now)
+            )
             out = [
                 RankedLocationOut(
                     url=r.location["url"],
@@ -627,7 +633,8 @@ def create_app(
         dead = app.dead_tasks()
         checks["tasks"] = f"dead: {', '.join(dead)}" if dead else "ok"
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, "fleet": app.fleet.describe(app.clock())}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
