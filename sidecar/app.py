@@ -49,15 +49,19 @@ from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
 from sidecar.fleet import Fleet
+from sidecar.guards import install_guards
 from sidecar.history import History, HistoryError
+from sidecar.intake import IngestLimit
+from sidecar.looplag import rank_context
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
+from sidecar.replay import CLOCK_SKEW, replay
 from sidecar.samples import Sample
 from sidecar.scheduler import ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import backend_of
 from strategies.failures import ERROR_CLASSES
-from strategies.metrics import RankContext, rank
+from strategies.metrics import rank
 from strategies.prefer import prefer_of
 from strategies.registry import available_strategies, get_strategy
 from strategies.units import parse_duration
@@ -65,8 +69,6 @@ from strategies.units import parse_duration
 LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_BACKENDS = 1024
-"""Reports may not create more backends than this: memory and label cardinality stay bounded."""
 TaskFactory = Callable[["SidecarApp"], Awaitable[None]]
 
 
@@ -106,7 +108,12 @@ class SidecarApp(FastAPI):
         self.clock = clock
         self.notifier = notifier
         self.stores = StoreMap()
-        self.history = History(config.history.path, retention=config.history.retention)
+        self.history = History(
+            config.history.path,
+            retention=config.history.retention,
+            max_rows=config.history.max_rows,
+        )
+        self.intake = IngestLimit(config.history.max_reports_per_second)
         self.estimators = Estimators(
             config.estimator,
             max_age=config.strategy.metrics.max_age,
@@ -181,11 +188,12 @@ class SidecarApp(FastAPI):
     # -- life cycle -------------------------------------------------------------------
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
-        since = self.clock() - self.config.history.rebuild_window
-        samples = self.history.read(since=since)
-        for sample in samples:
-            self.estimators.record(sample)
-        return len(samples)
+        now = self.clock()
+        since, until = now - self.config.history.rebuild_window, now + CLOCK_SKEW
+        cap = self.estimators.max_backends
+        return self.estimators.rebuild(
+            replay(self.history, since=since, until=until, max_backends=cap)
+        )
 
     async def maintenance(self) -> None:
         """Tick (the watchdog's proof of progress) and prune old history now and then."""
@@ -355,6 +363,7 @@ def create_app(
     app.add_background_task("maintenance", SidecarApp.maintenance)
     app.add_background_task("watchdog", SidecarApp.watchdog)
     app.add_middleware(LimitsMiddleware, metrics=lambda: app.metrics)
+    install_guards(app)  # body budget, Host check, loop lag (sidecar/guards.py)
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(
             BearerAuthMiddleware,
@@ -413,7 +422,7 @@ def create_app(
         ]
         preference = app.config.strategy.store_type_preference
         now = app.clock()
-        context = RankContext.of(
+        context = await rank_context(  # off the loop when it touches files
             locations,
             now=now,
             policy=app.config.strategy.metrics,
@@ -476,12 +485,15 @@ def create_app(
     unavailable: dict[int | str, dict[str, Any]] = {
         503: {"model": ErrorResponse, "description": "History not readable or writable now"}
     }
+    limited = unavailable | {
+        429: {"model": ErrorResponse, "description": "Over history.max_reports_per_second"}
+    }
 
     @app.post(
         "/v1/observations",
         response_model=ObservationsResponse,
         tags=["measurements"],
-        responses=unavailable,
+        responses=limited,
     )
     async def observations(body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
@@ -494,10 +506,6 @@ def create_app(
             key = _backend_key(item.url, app)
             if key is None:
                 raise APIError(422, f"observation {index}: cannot place its URL on a backend")
-            if key not in app.estimators.backends and len(app.estimators.backends) >= MAX_BACKENDS:
-                raise APIError(422, f"observation {index}: more than {MAX_BACKENDS} backends")
-            if item.partial and not item.ok:
-                raise APIError(422, f"observation {index}: a partial observation has ok true")
             samples.append(
                 Sample(
                     time=now,
@@ -512,6 +520,8 @@ def create_app(
                     kind="progress" if item.partial else "download",
                 )
             )
+        if wait := app.intake.take(len(samples)):
+            raise APIError(429, f"over {app.intake.rate:g} observations/s: retry in {wait:.2f} s")
         try:
             await app.record_many(samples)
         except HistoryError as exc:

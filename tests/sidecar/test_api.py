@@ -308,15 +308,3 @@ def test_readyz_fails_when_a_background_task_dies(server: ThreadServer) -> None:
 
     wait_until(lambda: server.client.get("/readyz").status_code == 503, what="readyz 503")
     assert "crasher" in server.client.get("/readyz").json()["checks"]["tasks"]
-
-
-def test_reports_cannot_create_unbounded_backends(
-    server: ThreadServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("sidecar.app.MAX_BACKENDS", 2)
-    observe(server.client, FAST, latency=0.01, throughput=100 * MiB)
-    observe(server.client, SLOW, latency=0.01, throughput=100 * MiB)
-    body = {"url": "https://third.example.org/x", "ok": True, "bytes": 1, "seconds": 0.1}
-    response = server.client.post("/v1/observations", json=body)
-    assert response.status_code == 422 and "backends" in response.json()["error"]
-    observe(server.client, FAST, latency=0.01, throughput=100 * MiB)  # known ones still fine
