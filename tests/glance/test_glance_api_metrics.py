@@ -8,8 +8,11 @@ Set-up, as an operator would do it on one node:
   (applied to a copy of the installed package), and ``[metrics_location_strategy]``
   naming the sidecar;
 - one image whose data lives on two loopback HTTP backends (``RangeServer``):
-  ``slow`` (127.0.0.2: 100 ms to the first byte, 2 MB/s) listed first, ``fast``
-  (127.0.0.3) second; ``store_type`` keeps that order (both are http);
+  ``slow`` (127.0.0.2: 45 ms to the first byte) listed first, ``fast`` (127.0.0.3:
+  20 ms) second; ``store_type`` keeps that order (both are http). The gap is
+  smaller than the sidecar's largest step per sample (an estimate moves by at most
+  4x per sample, against poisoning), so one probe of a degraded ``fast`` is enough
+  to reorder them;
 - a real sidecar on the same node probing both backends every second.
 
 Everything is observed through Glance's own API and the backends' access logs.
@@ -35,20 +38,22 @@ from tests.support.processes import wait_until
 
 PATH = "/images/cirros"
 PROBE_INTERVAL = 1.0
+FAST, SLOW, DEGRADED = 0.02, 0.045, 0.5
+"""First-byte delays (s): 0.045 > 1.25 x 0.02 (no near-tie), and 4 x 0.02 > 1.25 x 0.045."""
 #: one cache period of the Glance-side client, one probe cycle, the probe itself
-#: (the degraded backend's first byte takes a second) and a second of slack.
-FLIP_DEADLINE = defaults.SIDECAR_CACHE_SECONDS + PROBE_INTERVAL + 1.0 + 1.0
+#: (the degraded backend's first byte takes 0.5 s) and 1.5 s of slack.
+FLIP_DEADLINE = defaults.SIDECAR_CACHE_SECONDS + PROBE_INTERVAL + DEGRADED + 1.5
 
 
 @pytest.fixture(scope="module")
 def slow() -> Iterator[RangeServer]:
-    with RangeServer("127.0.0.2", content=CONTENT, first_byte_delay=0.1, bandwidth=2e6) as server:
+    with RangeServer("127.0.0.2", content=CONTENT, first_byte_delay=SLOW) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def fast() -> Iterator[RangeServer]:
-    with RangeServer("127.0.0.3", content=CONTENT) as server:
+    with RangeServer("127.0.0.3", content=CONTENT, first_byte_delay=FAST) as server:
         yield server
 
 
@@ -144,7 +149,7 @@ def test_a_degraded_backend_loses_its_place_within_a_cache_period_and_a_probe_cy
     glance: GlanceAPI, image: dict[str, Any], sidecar: Sidecar, slow: RangeServer, fast: RangeServer
 ) -> None:
     assert urls(glance, image["id"])[0] == [fast.url(PATH), slow.url(PATH)]
-    fast.first_byte_delay = 1.0
+    fast.first_byte_delay = DEGRADED
     took = poll_order(glance, image["id"], [slow.url(PATH), fast.url(PATH)], FLIP_DEADLINE)
     print(f"flip after {took:.2f} s (deadline {FLIP_DEADLINE:.1f} s)")
     assert urls(glance, image["id"])[1] == slow.url(PATH)
@@ -157,9 +162,9 @@ def test_a_degraded_backend_loses_its_place_within_a_cache_period_and_a_probe_cy
 def test_with_the_sidecar_stopped_glance_keeps_serving_in_store_type_order(
     glance: GlanceAPI, image: dict[str, Any], sidecar: Sidecar, slow: RangeServer, fast: RangeServer
 ) -> None:
-    fast.first_byte_delay = 0.0  # fast again: only the sidecar's absence decides now
-    # The latency estimate falls back slowly (peak-sensitive): some 15 probes of 1 s.
-    wait_until(lambda: measured_first(sidecar, fast, slow), 60, "the sidecar saw it recover")
+    fast.first_byte_delay = FAST  # fast again: only the sidecar's absence decides now
+    # The latency estimate falls back slowly (peak-sensitive): some 20 probes of 1 s.
+    wait_until(lambda: measured_first(sidecar, fast, slow), 90, "the sidecar saw it recover")
     poll_order(glance, image["id"], [fast.url(PATH), slow.url(PATH)], FLIP_DEADLINE)
     logged = len(glance.log_text())
     sidecar.stop()
