@@ -157,7 +157,11 @@ def current() -> tuple[SidecarStatsSource, MetricsPolicy]:
     held = _current
     if held is not None and now - held.resolved_at < RESOLVE_SECONDS:
         return held.source, held.settings.policy
-    settings = resolve()
+    try:
+        settings = resolve()
+    except Exception as exc:  # a setting must never fail a Glance request
+        warn_once("[%s] settings unreadable (%s); keeping the previous ones", METRICS_GROUP, exc)
+        settings = held.settings if held is not None else HostSettings()
     with _lock:
         held = _current
         if held is None or held.settings != settings:

@@ -248,3 +248,19 @@ def test_an_http_1_0_answer_that_closes_the_connection_is_read() -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_settings_that_cannot_be_read_keep_the_previous_ones(
+    sidecar: RangeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCATION_SIDECAR_URL", sidecar.url(""))
+    first, _ = host.current()
+
+    def broken() -> host.HostSettings:
+        raise RuntimeError("CONF exploded")
+
+    monkeypatch.setattr(host, "resolve", broken)
+    monkeypatch.setattr(host, "RESOLVE_SECONDS", 0.0)
+    again, _ = host.current()
+    assert again is first  # same source, same cache
+    assert order() == MEASURED
