@@ -21,6 +21,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -148,6 +149,9 @@ class _Current:
 
 _lock = threading.Lock()
 _current: _Current | None = None
+#: (source, generation, policy, preference, size, image id, each location's backend) -> order
+_orders: dict[tuple[Any, ...], tuple[int, ...]] = {}
+MAX_ORDERS = 4096
 
 
 def current() -> tuple[SidecarStatsSource, MetricsPolicy]:
@@ -169,6 +173,7 @@ def current() -> tuple[SidecarStatsSource, MetricsPolicy]:
                 settings.sidecar_url, timeout=settings.timeout, token=settings.token
             )
             held = _Current(settings, source, now)
+            _orders.clear()  # made from another source
         else:
             held = _Current(held.settings, held.source, now)
         _current = held
@@ -180,6 +185,71 @@ def reset() -> None:
     global _current
     with _lock:
         _current = None
+        _orders.clear()
 
 
-metrics.set_default_source(current)
+# -- the order, memoised per answer of the sidecar --------------------------------------
+
+
+def ordered(
+    locations: list[dict[str, Any]],
+    *,
+    uri_key: str = "url",
+    policy: MetricsPolicy | None = None,
+    now: float | None = None,
+    image_size: int | None = None,
+    image_id: str | None = None,
+    store_type_preference: Iterable[str] | str | None = None,
+) -> list[dict[str, Any]]:
+    """``metrics`` over the local sidecar: what Glance's calls get (the ranked list).
+
+    The order depends on the statistics, the policy, the preference, the size,
+    the image id and the backend of each location (in input order), not on the
+    URLs themselves: one ranking serves every image whose locations lie on the
+    same backends, for as long as the sidecar's answer it was made from (one cache
+    period). Within it, a backend's data turning stale or an ejection ending is
+    seen at the next answer, at most one cache period late, as for the statistics
+    themselves. A call then costs placing its URLs and a dictionary lookup.
+    """
+    source, host_policy = current()
+    context = metrics.RankContext.of(
+        locations,
+        now=time.time() if now is None else now,
+        policy=policy or host_policy,
+        image_size=image_size,
+        image_id=image_id,
+        store_type_preference=store_type_preference,
+        uri_key=uri_key,
+    )
+    stats = None
+    reason = None
+    try:
+        stats = source.backend_stats(context.keys())
+    except metrics.StatsUnavailable as exc:
+        reason = str(exc) or "statistics source unavailable"
+    backends = tuple(
+        p.backend.key if p.backend is not None else (p.error is None) for p in context.placed
+    )
+    key = (
+        id(source),
+        source.generation,
+        context.policy,
+        context.preference,
+        context.image_size,
+        context.image_id,
+        backends,
+    )
+    order = _orders.get(key)
+    if order is None:
+        ranking = metrics.rank(context, stats, reason)
+        positions: dict[int, list[int]] = {}
+        for index, placed in enumerate(context.placed):
+            positions.setdefault(id(placed.location), []).append(index)
+        order = tuple(positions[id(r.location)].pop(0) for r in ranking.locations)
+        if len(_orders) >= MAX_ORDERS:
+            _orders.clear()
+        _orders[key] = order
+    return [context.placed[index].location for index in order]
+
+
+metrics.set_default_order(ordered)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -59,7 +59,7 @@ __all__ = [
     "place_all",
     "rank",
     "rank_with_source",
-    "set_default_source",
+    "set_default_order",
 ]
 
 
@@ -392,17 +392,32 @@ def _in_store_type_order(
     return [by_id[id(loc)] for loc in ordered]
 
 
-DefaultSource = Callable[[], tuple[StatsSource, MetricsPolicy]]
-_default_source: DefaultSource | None = None
+class DefaultOrder(Protocol):
+    """How :func:`get_ordered_locations` orders when its caller names no source."""
+
+    def __call__(
+        self,
+        locations: list[dict[str, Any]],
+        *,
+        uri_key: str,
+        policy: MetricsPolicy | None,
+        now: float | None,
+        image_size: int | None,
+        image_id: str | None,
+        store_type_preference: Iterable[str] | str | None,
+    ) -> list[dict[str, Any]]: ...
 
 
-def set_default_source(provider: DefaultSource | None) -> None:
-    """What :func:`get_ordered_locations` asks when its caller names no source.
+_default_order: DefaultOrder | None = None
 
-    :mod:`strategies.host` installs the local sidecar (imported with the package).
+
+def set_default_order(order: DefaultOrder | None) -> None:
+    """Install what answers :func:`get_ordered_locations` without a ``stats_source``.
+
+    :mod:`strategies.host` installs the local sidecar's (imported with the package).
     """
-    global _default_source
-    _default_source = provider
+    global _default_order
+    _default_order = order
 
 
 def get_ordered_locations(
@@ -425,9 +440,16 @@ def get_ordered_locations(
     """
     if store_type_preference is None:
         store_type_preference = glance_store_type_preference()
-    if stats_source is None and _default_source is not None:
-        stats_source, host_policy = _default_source()
-        policy = policy or host_policy
+    if stats_source is None and _default_order is not None:
+        return _default_order(
+            locations,
+            uri_key=uri_key,
+            policy=policy,
+            now=now,
+            image_size=image_size,
+            image_id=image_id,
+            store_type_preference=store_type_preference,
+        )
     return rank_with_source(
         locations,
         uri_key=uri_key,

@@ -219,6 +219,8 @@ class SidecarStatsSource:
         self._stats: dict[str, BackendStats] | None = None
         self._error: str | None = None
         self._refreshing = False
+        self.generation = 0
+        """Bumped by every refresh: answers computed from one generation may be reused."""
         self.fetches = 0
         """Requests made to the sidecar so far (for tests and benchmarks)."""
 
@@ -264,6 +266,7 @@ class SidecarStatsSource:
                 self._stats, self._error = stats, error
                 self._cached_at = self._clock()
                 self._refreshing = False
+                self.generation += 1
         if error is not None:
             LOG.warning(
                 "location strategy metrics: %s; using store_type order for %g s",
