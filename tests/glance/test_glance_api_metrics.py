@@ -111,13 +111,19 @@ def download(glance: GlanceAPI, image_id: str) -> None:
 
 
 def measured_first(sidecar: Sidecar, first: RangeServer, second: RangeServer) -> bool:
-    """The sidecar's own answer for the two backends puts ``first`` first."""
+    """The sidecar's own answer puts ``first`` first, and clearly: beyond the near-tie
+    band, where the order would depend on the node id (the sidecar's and Glance's
+    differ here)."""
     locations = [
         {"url": second.url(PATH), "metadata": {}},
         {"url": first.url(PATH), "metadata": {}},
     ]
     answer = sidecar.post("/v1/rank", {"locations": locations, "image_size": len(CONTENT)})
-    return bool(answer["mode"] == "metrics" and answer["locations"][0]["url"] == first.url(PATH))
+    ranked = answer["locations"]
+    if answer["mode"] != "metrics" or ranked[0]["url"] != first.url(PATH):
+        return False
+    best, other = ranked[0]["expected_seconds"], ranked[1]["expected_seconds"]
+    return bool(best is not None and other is not None and other > best * 1.25)
 
 
 def poll_order(glance: GlanceAPI, image_id: str, wanted: list[str], deadline: float) -> float:
