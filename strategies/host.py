@@ -21,9 +21,8 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote, unquote
 
 from strategies import defaults, metrics
@@ -194,12 +193,8 @@ def reset() -> None:
 def ordered(
     locations: list[dict[str, Any]],
     *,
-    uri_key: str = "url",
-    policy: MetricsPolicy | None = None,
     now: float | None = None,
-    image_size: int | None = None,
-    image_id: str | None = None,
-    store_type_preference: Iterable[str] | str | None = None,
+    **options: Unpack[metrics.RankOptions],
 ) -> list[dict[str, Any]]:
     """``metrics`` over the local sidecar: what Glance's calls get (the ranked list).
 
@@ -212,15 +207,8 @@ def ordered(
     themselves. A call then costs placing its URLs and a dictionary lookup.
     """
     source, host_policy = current()
-    context = metrics.RankContext.of(
-        locations,
-        now=time.time() if now is None else now,
-        policy=policy or host_policy,
-        image_size=image_size,
-        image_id=image_id,
-        store_type_preference=store_type_preference,
-        uri_key=uri_key,
-    )
+    options["policy"] = options.get("policy") or host_policy
+    context = metrics.RankContext.of(locations, now=time.time() if now is None else now, **options)
     stats = None
     reason = None
     try:

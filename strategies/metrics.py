@@ -411,12 +411,8 @@ class DefaultOrder(Protocol):
         self,
         locations: list[dict[str, Any]],
         *,
-        uri_key: str,
-        policy: MetricsPolicy | None,
-        now: float | None,
-        image_size: int | None,
-        image_id: str | None,
-        store_type_preference: Iterable[str] | str | None,
+        now: float | None = None,
+        **options: Unpack[RankOptions],
     ) -> list[dict[str, Any]]: ...
 
 
@@ -452,26 +448,16 @@ def get_ordered_locations(
     """
     if store_type_preference is None:
         store_type_preference = glance_store_type_preference()
+    options: RankOptions = {
+        "uri_key": uri_key,
+        "policy": policy,
+        "image_size": image_size,
+        "image_id": image_id,
+        "store_type_preference": store_type_preference,
+    }
     if stats_source is None and _default_order is not None:
-        return _default_order(
-            locations,
-            uri_key=uri_key,
-            policy=policy,
-            now=now,
-            image_size=image_size,
-            image_id=image_id,
-            store_type_preference=store_type_preference,
-        )
-    return rank_with_source(
-        locations,
-        uri_key=uri_key,
-        stats_source=stats_source,
-        policy=policy,
-        now=now,
-        image_size=image_size,
-        image_id=image_id,
-        store_type_preference=store_type_preference,
-    ).ordered()
+        return _default_order(locations, now=now, **options)
+    return rank_with_source(locations, stats_source=stats_source, now=now, **options).ordered()
 
 
 def rank_with_source(
