@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +35,7 @@ from bench.sidecar_proc import Sidecar, free_port
 from strategies import defaults, host, metrics, store_type
 from strategies.metrics import MetricsPolicy
 from strategies.sidecar_client import URL_ENV, SidecarStatsSource
+from tests.support.hung import HungListener
 
 PREFERENCE = list(defaults.STORE_TYPE_PREFERENCE)
 GLANCE_POLICY = MetricsPolicy(file_roots=("/var/lib/glance/images",))
@@ -84,35 +83,6 @@ def seed(sidecar: Sidecar) -> None:
     ]
     answer = httpx.post(sidecar.url + "/v1/observations", json=body, timeout=10)
     answer.raise_for_status()
-
-
-class Hung:
-    """A listener that accepts connections and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                self.held.append(self.sock.accept()[0])
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def listing(
@@ -277,7 +247,7 @@ def run(calls: int, images: int) -> list[tuple[str, str, str]]:
             "1 attempt",
         )
     )
-    hung = Hung()
+    hung = HungListener()
     try:
         hung_url = hung.url
         rows.append(

@@ -22,8 +22,6 @@ degradation and the flip, then the sidecar stopped.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +32,7 @@ from strategies import defaults
 from tests.glance.glance_api import GlanceAPI, patched_glance
 from tests.glance.sidecar_proc import CONTENT, Sidecar
 from tests.support.http_server import RangeServer
+from tests.support.hung import HungListener
 from tests.support.processes import wait_until
 
 PATH = "/images/cirros"
@@ -184,35 +183,6 @@ def test_with_the_sidecar_stopped_glance_keeps_serving_in_store_type_order(
     warnings = [line for line in log.splitlines() if "location strategy metrics:" in line]
     assert warnings and all(" WARNING " in w and "unreachable" in w for w in warnings)
     assert " ERROR " not in log and "Traceback" not in log, log[-3000:]
-
-
-class HungListener:
-    """Accepts connections on ``port`` and never answers (a wedged sidecar)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.05)
-        self.held: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.held.append(self.sock.accept()[0])
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def test_a_wedged_sidecar_costs_one_timeout_per_cache_period(
