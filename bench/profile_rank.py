@@ -152,7 +152,7 @@ async def main(n: int, rounds: int) -> None:
     for name, micros in parts.items():
         print(f"  {name}: {micros:.1f} us")
     print(
-        f"  the rest (framework body handling, store map, scheduler, metrics): "
+        f"  the rest (framework body handling, store map, snapshot, metrics): "
         f"{whole - sum(parts.values()):.0f} us"
     )
 

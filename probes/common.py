@@ -38,15 +38,18 @@ class Run:
     retry_after: float | None = None
     range_honoured: bool | None = None
     message: str = ""
+    refused: bool = False
 
     def fail(self, error_class: ErrorClass, message: str) -> None:
         self.outcome = "error"
         self.error_class = error_class
         self.message = message
 
-    def not_measurable(self, message: str) -> None:
+    def not_measurable(self, message: str, *, refused: bool = False) -> None:
+        """``refused``: the limits forbid it (a host or path not allowed), not the backend."""
         self.outcome = "not_measurable"
         self.message = message
+        self.refused = refused
 
     def take_response(self, fetched: Fetched, what: str = "object") -> None:
         """Record a data response: status, bytes, Range handling, error class."""
@@ -137,6 +140,7 @@ async def measure(
         timed_out=timed_out,
         started_at=wall,
         message=scrub(run.message, secrets),
+        refused=run.refused,
     )
 
 

@@ -58,6 +58,10 @@ def error_class_of(code: int | None) -> ErrorClass:
 class Refused(Exception):
     """The path may not be read (outside the allowed directories, or not a file)."""
 
+    def __init__(self, message: str, *, not_allowed: bool = False) -> None:
+        super().__init__(message)
+        self.not_allowed = not_allowed
+
 
 def read_head(
     path: str,
@@ -71,7 +75,9 @@ def read_head(
     if allow_path is not None:
         real = os.path.realpath(path)
         if not allow_path(real):
-            raise Refused(f"{real} is outside the allowed directories: not allowed")
+            raise Refused(
+                f"{real} is outside the allowed directories: not allowed", not_allowed=True
+            )
         path, flags = real, flags | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
     try:
@@ -119,7 +125,7 @@ async def _run(run: Run) -> None:
             read_head, path, run.limits.max_bytes, stop, run.limits.allow_path
         )
     except Refused as exc:
-        run.not_measurable(str(exc))
+        run.not_measurable(str(exc), refused=exc.not_allowed)
         return
     except OSError as exc:
         name = errno.errorcode.get(exc.errno or 0, "error")

@@ -71,7 +71,9 @@ async def _run(run: Run, url: str, user: str | None, password: str | None) -> No
             return
         if host != origin.hostname:
             if limits.allow_host is None or not limits.allow_host(host):
-                run.not_measurable(f"redirect to another host ({host}) is not allowed")
+                run.not_measurable(
+                    f"redirect to another host ({host}) is not allowed", refused=True
+                )
                 return
             headers.pop("Authorization", None)
         url = following._replace(netloc=following.netloc.rpartition("@")[2]).geturl()

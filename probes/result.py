@@ -72,6 +72,9 @@ class ProbeResult:
     timed_out: bool = False
     started_at: float = field(default_factory=time.time)
     message: str = ""
+    refused: bool = False
+    """``not_measurable`` because the probe limits forbid it (``allow_host``,
+    ``allow_path``): a policy decision, counted as ``not_allowed``."""
 
     @property
     def ok(self) -> bool:
@@ -104,20 +107,6 @@ class ProbeResult:
         if not self.bytes or not transfer or transfer <= 0:
             return None
         return self.bytes / transfer
-
-    def sample_fields(self) -> dict[str, Any]:
-        """The ``Sample`` fields a probe result determines (the scheduler adds
-        ``source="probe"`` and ``kind``). Only meaningful when ``measured``."""
-        return {
-            "time": self.started_at,
-            "backend": self.backend,
-            "ok": self.ok,
-            "error_class": self.error_class,
-            "status": self.status,
-            "first_byte_seconds": self.first_byte_seconds,
-            "bytes": self.bytes,
-            "seconds": self.seconds,
-        }
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

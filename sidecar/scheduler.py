@@ -14,8 +14,10 @@ probed again once a rank request names one of its locations (at once if its
 data is no longer fresh, else on the normal spread schedule).
 
 This module is the thin, asynchronous part: probes are coroutines (file and
-rbd reads run in threads inside ``probes``), results go through
-``app.record`` (history, estimators and so the ejection logic), then metrics.
+rbd reads run in threads inside ``probes``), results go through the ``record``
+function it is given (history, estimators and so the ejection logic), then
+metrics. It sees nothing else of the daemon: a clock, an :class:`EstimatesReader`,
+its ``[probe]`` config, a few settings and a metrics registry.
 """
 
 from __future__ import annotations
@@ -27,28 +29,40 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote
+from typing import Any, Literal, Protocol
+
+from prometheus_client import CollectorRegistry
 
 import probes
 from probes import ProbeLimits, ProbeResult, ProbeTarget, TokenCache
 from probes.rbd import bindings as rbd_bindings
 from sidecar.history import HistoryError
+from sidecar.measurable import Measurability, Verdict, measurability
 from sidecar.probe_config import ProbeConfig
 from sidecar.probe_metrics import ProbeMetrics
 from sidecar.probe_plan import Due, ProbePlanner
 from sidecar.samples import Sample
 from strategies.backends import backend_of, scheme_of
 
-if TYPE_CHECKING:
-    from sidecar.app import SidecarApp
-
 LOG = logging.getLogger(__name__)
 MAX_NOTES = 1024
 """Backends remembered as not probed (keys only), oldest forgotten first."""
 
 Prober = Callable[[ProbeTarget, ProbeLimits], Awaitable[ProbeResult]]
+Record = Callable[[Sample], Awaitable[None]]
 NoteKind = Literal["not_allowed", "not_measurable", "not_needed"]
+
+
+class EstimatesReader(Protocol):
+    """What the scheduler reads of the estimators."""
+
+    def known(self, key: str, now: float) -> tuple[bool, bool]:
+        """``(fresh, has a throughput estimate)`` for a backend."""
+        ...
+
+    def report_throughput_at(self, key: str) -> float | None:
+        """Time of the newest client download of ``key`` that measured a throughput."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -107,26 +121,35 @@ class ProbeScheduler:
 
     def __init__(
         self,
-        app: SidecarApp,
         config: ProbeConfig,
         *,
+        record: Record,
+        clock: Callable[[], float],
+        estimates: EstimatesReader,
+        registry: CollectorRegistry,
+        file_roots: tuple[str, ...] = (),
+        local_ceph_fsid: str | None = None,
+        hold_at_least: float = 0.0,
+        min_throughput_bytes: int = 1,
         rng: random.Random | None = None,
         prober: Prober = probes.probe,
     ) -> None:
-        self.app = app
+        """``hold_at_least``: the shortest hold of a target after an auth error
+        (``estimator.eject_max``); ``min_throughput_bytes``: see :func:`sample_of`."""
         self.config = config
+        self.record = record
+        self.clock = clock
+        self.estimates = estimates
         self.prober = prober
-        metrics_policy = app.config.strategy.metrics
-        self.file_roots: tuple[str, ...] = tuple(metrics_policy.file_roots)
-        self.local_fsid = metrics_policy.local_ceph_fsid or None
-        self.metrics = ProbeMetrics(
-            app.metrics.registry, budget=lambda: self.planner.budget.level(app.clock())
-        )
+        self.file_roots = file_roots
+        self.local_fsid = local_ceph_fsid
+        self.min_throughput_bytes = min_throughput_bytes
+        self.metrics = ProbeMetrics(registry, budget=lambda: self.planner.budget.level(clock()))
         self.planner = ProbePlanner(
             config,
             rng or random.Random(),
-            app.clock(),
-            auth_backoff=max(app.config.estimator.eject_max, config.latency_interval),
+            clock(),
+            auth_backoff=max(hold_at_least, config.latency_interval),
             on_skip=self.metrics.skip,
         )
         self.tokens = TokenCache()
@@ -138,21 +161,18 @@ class ProbeScheduler:
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @classmethod
-    def install(cls, app: SidecarApp, **kwargs: Any) -> ProbeScheduler:
-        """Build the scheduler from the app's ``[probe]`` section and start it with the app."""
-        config = app.config.probe
-        scheduler = cls(app, config, **kwargs)
-        if config.enabled and (config.targets or config.learn_from or config.file_roots):
-            app.add_background_task("probe-scheduler", scheduler.run)
-        return scheduler
+    @property
+    def wanted(self) -> bool:
+        """Whether there is anything to probe: run :meth:`run` as a task only then."""
+        c = self.config
+        return c.enabled and bool(c.targets or c.learn_from or c.file_roots)
 
     # -- learning from rank requests --------------------------------------------------
     def learn(self, locations: Iterable[tuple[str, str | None]]) -> None:
         """Consider ``(url, backend key)`` pairs of a rank request; never blocks."""
         if not self.config.enabled:
             return
-        now = self.app.clock()
+        now = self.clock()
         changed = False
         for url, key in locations:
             if key is None:
@@ -171,7 +191,7 @@ class ProbeScheduler:
             if note is not None:
                 self._note(key, note)
                 continue
-            fresh, has_throughput = self._known(key, now)
+            fresh, has_throughput = self.estimates.known(key, now)
             self.planner.add(
                 key, url, origin="learned", now=now, fresh=fresh, has_throughput=has_throughput
             )
@@ -199,10 +219,11 @@ class ProbeScheduler:
         except ValueError as exc:
             return Note("not_measurable", str(exc))
         if backend.store == "rbd":
-            measurable, why = self.measurability(key)
-            if not measurable:
-                local = "local Ceph" in (why or "")
-                return Note("not_needed" if local else "not_measurable", why or "")
+            verdict = self.measurability(key)
+            if verdict.verdict is Verdict.NOT_NEEDED:
+                return Note("not_needed", verdict.reason or "")
+            if verdict.verdict is Verdict.NOT_MEASURABLE:
+                return Note("not_measurable", verdict.reason or "")
             if not self.config.host_allowed(None, key):
                 return Note("not_allowed", "backend not in probe.learn_from")
         elif backend.store == "file":
@@ -212,37 +233,14 @@ class ProbeScheduler:
             return Note("not_allowed", "host not in probe.learn_from")
         return None
 
-    def _known(self, key: str, now: float) -> tuple[bool, bool]:
-        """``(fresh, has a throughput estimate)`` for a backend, from the estimators."""
-        state = self.app.estimators.backends.get(key)
-        if state is None:
-            return False, False
-        has_throughput = state.throughput.value is not None
-        return state.estimates().fresh(now, self.app.estimators.max_age), has_throughput
-
-    def _report_at(self, key: str) -> float | None:
-        state = self.app.estimators.backends.get(key)
-        return None if state is None else state.newest_report_throughput_at
-
     def allow_host(self, host: str) -> bool:
         """Redirect policy: a learn_from host or a configured target's host."""
         return host in self.configured_hosts or self.config.host_allowed(host, host)
 
     # -- what /v1/backends says -------------------------------------------------------
-    def measurability(self, key: str) -> tuple[bool, str | None]:
+    def measurability(self, key: str) -> Measurability:
         """Whether this node can measure a backend at all, and why not."""
-        scheme = key.partition("://")[0]
-        if scheme in probes.NOT_MEASURABLE:
-            return False, probes.NOT_MEASURABLE[scheme]
-        if scheme == "rbd":
-            fsid = unquote(key[len("rbd://") :].split("/")[0])
-            if key == "rbd://default":
-                return False, "rbd URL without a cluster fsid"
-            if self.local_fsid and fsid == self.local_fsid:
-                return False, "local Ceph cluster: images are clones, ranked first unmeasured"
-            if not self._rbd:
-                return False, "rados/rbd Python bindings not installed"
-        return True, None
+        return measurability(key, local_ceph_fsid=self.local_fsid, rbd_bindings=self._rbd)
 
     def keys(self) -> list[str]:
         """Backends to list although they may have no sample: probed or not measurable."""
@@ -281,13 +279,13 @@ class ProbeScheduler:
         }
 
     # -- the loop ---------------------------------------------------------------------
-    async def run(self, app: SidecarApp) -> None:
+    async def run(self) -> None:
         """Plan the configured targets, then start what is due until cancelled."""
         self._wake = asyncio.Event()
-        now = app.clock()
+        now = self.clock()
         for target in self.config.targets:
             key = backend_of(target.url, file_roots=self.file_roots).key
-            fresh, has_throughput = self._known(key, now)
+            fresh, has_throughput = self.estimates.known(key, now)
             self.planner.add(
                 key,
                 target.url,
@@ -301,11 +299,12 @@ class ProbeScheduler:
         try:
             while True:
                 self._wake.clear()
-                for due in self.planner.take_due(app.clock(), self._report_at):
+                report_at = self.estimates.report_throughput_at
+                for due in self.planner.take_due(self.clock(), report_at):
                     task = asyncio.create_task(self._probe(due), name=f"probe {due.kind}")
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                delay = min(max(self.planner.next_wakeup() - app.clock(), 0.05), 60.0)
+                delay = min(max(self.planner.next_wakeup() - self.clock(), 0.05), 60.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
         finally:
@@ -340,20 +339,19 @@ class ProbeScheduler:
         except Exception as exc:  # a prober must not kill the scheduler
             LOG.error("probe of %s raised %s", due.key, type(exc).__name__)
             self.planner.finished(
-                due, self.app.clock(), outcome="error", error_class="local", message="crashed"
+                due, self.clock(), outcome="error", error_class="local", message="crashed"
             )
             self._poke()
             return
-        now = self.app.clock()
-        min_bytes = self.app.config.estimator.min_throughput_bytes
-        sample = sample_of(result, due.kind, due.key, now, min_bytes=min_bytes)
+        now = self.clock()
+        sample = sample_of(result, due.kind, due.key, now, min_bytes=self.min_throughput_bytes)
         if sample is not None:
             try:
-                await self.app.record(sample)
+                await self.record(sample)
             except HistoryError as exc:
                 LOG.warning("probe sample of %s not stored: %s", due.key, exc)
             self.metrics.result(due.key, due.kind, result, sample.ok)
-        elif result.outcome == "not_measurable" and "not allowed" in result.message:
+        elif result.refused:
             self.metrics.skip("not_allowed")
         ok = sample is not None and sample.ok
         outcome = "ok" if ok else result.outcome

@@ -313,7 +313,7 @@ def test_readyz_fails_when_a_background_task_dies(server: ThreadServer) -> None:
 def test_reports_cannot_create_unbounded_backends(
     server: ThreadServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sidecar.app.MAX_BACKENDS", 2)
+    monkeypatch.setattr("sidecar.core.MAX_BACKENDS", 2)
     observe(server.client, FAST, latency=0.01, throughput=100 * MiB)
     observe(server.client, SLOW, latency=0.01, throughput=100 * MiB)
     body = {"url": "https://third.example.org/x", "ok": True, "bytes": 1, "seconds": 0.1}
