@@ -11,24 +11,35 @@ from collections.abc import Awaitable, Callable
 
 from probes import file, http, rbd, s3, swift
 from probes.common import note
-from probes.result import PHASES, Outcome, Phases, ProbeResult
-from probes.swift import TokenCache
-from probes.target import Credentials, ProbeLimits, ProbeTarget, S3Credentials, SwiftCredentials
+from probes.measurable import KINDS, NOT_MEASURABLE, Measurability, measurability
+from probes.result import PHASES, Outcome, Phases, ProbeResult, Reason
+from probes.target import (
+    Credentials,
+    ProbeLimits,
+    ProbeTarget,
+    S3Credentials,
+    SwiftCredentials,
+    TokenCache,
+)
 from strategies.backends import scheme_of
 from strategies.failures import ErrorClass
 
 __all__ = [
+    "NOT_MEASURABLE",
     "PHASES",
     "Credentials",
     "ErrorClass",
+    "Measurability",
     "Outcome",
     "Phases",
     "ProbeLimits",
     "ProbeResult",
     "ProbeTarget",
+    "Reason",
     "S3Credentials",
     "SwiftCredentials",
     "TokenCache",
+    "measurability",
     "probe",
     "probe_url",
     "prober_for",
@@ -36,31 +47,20 @@ __all__ = [
 
 Prober = Callable[[ProbeTarget, ProbeLimits], Awaitable[ProbeResult]]
 
+#: Probe kind (``probes.measurable.KINDS``) -> its module's probe function.
 PROBERS: dict[str, Prober] = {
     "http": http.probe,
-    "https": http.probe,
     "file": file.probe,
-    "filesystem": file.probe,
     "s3": s3.probe,
-    "s3+http": s3.probe,
-    "s3+https": s3.probe,
     "swift": swift.probe,
-    "swift+http": swift.probe,
-    "swift+https": swift.probe,
     "rbd": rbd.probe,
-}
-
-#: Schemes Glance knows that this node cannot measure, and why.
-NOT_MEASURABLE: dict[str, str] = {
-    "cinder": "cinder volumes are attached, not downloaded: not measurable from here",
-    "vsphere": "vsphere datastores are not measurable from here",
-    "swift+config": "swift+config refers to glance-api's own swift config: not measurable here",
 }
 
 
 def prober_for(url: str) -> Prober | None:
     """The probe function for a URL's scheme, or ``None`` (not measurable)."""
-    return PROBERS.get(scheme_of(url))
+    kind = KINDS.get(scheme_of(url))
+    return None if kind is None else PROBERS[kind]
 
 
 async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
@@ -68,9 +68,9 @@ async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
     prober = prober_for(target.url)
     if prober is not None:
         return await prober(target, limits)
-    scheme = scheme_of(target.url)
-    reason = NOT_MEASURABLE.get(scheme, f"no probe for scheme {scheme or '(none)'!r}")
-    return note("none", target, limits, "not_measurable", reason)
+    verdict = measurability(target.url)
+    reason = verdict.reason or Reason.NO_PROBE
+    return note("none", target, limits, "not_measurable", verdict.message, reason)
 
 
 async def probe_url(

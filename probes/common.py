@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import httpcore
 
-from probes.fetch import Fetched, Progress, ResolveError
-from probes.result import Outcome, Phases, ProbeResult, class_of_status, scrub
+from probes.fetch import BadHeader, Fetched, Progress, ResolveError
+from probes.gate import Gate, NotAllowed
+from probes.result import Outcome, Phases, ProbeResult, Reason, class_of_status, scrub
 from probes.result import parse_retry_after as _parse_retry_after
 from probes.target import ProbeLimits, ProbeTarget
 from strategies.backends import backend_of, redact_url
@@ -29,6 +30,8 @@ class Run:
 
     target: ProbeTarget
     limits: ProbeLimits
+    gate: Gate
+    """Where this probe may connect; every fetch of the run passes it."""
     secrets: tuple[str, ...] = ()
     phases: Phases = field(default_factory=Phases)
     progress: Progress = field(default_factory=Progress)
@@ -38,18 +41,17 @@ class Run:
     retry_after: float | None = None
     range_honoured: bool | None = None
     message: str = ""
-    refused: bool = False
+    reason: Reason | None = None
 
     def fail(self, error_class: ErrorClass, message: str) -> None:
         self.outcome = "error"
         self.error_class = error_class
         self.message = message
 
-    def not_measurable(self, message: str, *, refused: bool = False) -> None:
-        """``refused``: the limits forbid it (a host or path not allowed), not the backend."""
+    def not_measurable(self, message: str, reason: Reason) -> None:
         self.outcome = "not_measurable"
         self.message = message
-        self.refused = refused
+        self.reason = reason
 
     def take_response(self, fetched: Fetched, what: str = "object") -> None:
         """Record a data response: status, bytes, Range handling, error class."""
@@ -88,6 +90,9 @@ def _transport_error(exc: Exception) -> str:
         return f"{kind}: {detail}"
     if isinstance(exc, httpcore.RemoteProtocolError | httpcore.ReadError | httpcore.WriteError):
         return f"connection broken: {str(exc) or type(exc).__name__}"
+    if isinstance(exc, httpcore.LocalProtocolError):
+        # its text quotes the offending request piece, which may be a credential
+        return "request refused by the HTTP library (an invalid header or URL)"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -99,13 +104,17 @@ async def measure(
     secrets: tuple[str, ...] = (),
 ) -> ProbeResult:
     """Run ``body`` under the hard deadline and turn what happened into a result."""
-    run = Run(target=target, limits=limits, secrets=secrets)
+    run = Run(target=target, limits=limits, gate=Gate.of(target, limits), secrets=secrets)
     wall = time.time()
     started = time.monotonic()
     timed_out = False
     try:
         async with asyncio.timeout(limits.timeout):
             await body(run)
+    except NotAllowed as exc:
+        run.not_measurable(str(exc), Reason.NOT_ALLOWED)
+    except BadHeader as exc:
+        run.fail("auth", str(exc))
     except TimeoutError:
         timed_out = True
         if run.progress.headed_at is not None and run.phases.transfer is None:
@@ -140,7 +149,7 @@ async def measure(
         timed_out=timed_out,
         started_at=wall,
         message=scrub(run.message, secrets),
-        refused=run.refused,
+        reason=run.reason,
     )
 
 
@@ -152,7 +161,12 @@ def backend_key(target: ProbeTarget) -> str:
 
 
 def note(
-    kind: str, target: ProbeTarget, limits: ProbeLimits, outcome: Outcome, message: str
+    kind: str,
+    target: ProbeTarget,
+    limits: ProbeLimits,
+    outcome: Outcome,
+    message: str,
+    reason: Reason,
 ) -> ProbeResult:
     """A result for a backend that was not probed (cannot be, or need not be)."""
     return ProbeResult(
@@ -161,5 +175,6 @@ def note(
         kind=kind,
         outcome=outcome,
         requested_bytes=limits.max_bytes,
-        message=message,
+        message=scrub(message, ()),
+        reason=reason,
     )

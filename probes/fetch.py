@@ -9,12 +9,21 @@ fresh connection on purpose: connection set-up is part of what a probe measures.
 Every call runs inside the caller's overall deadline (``asyncio.timeout``), so
 a server that never answers or drips one byte a second cannot hold a probe
 past ``ProbeLimits.timeout``.
+
+Every connection passes the probe's :class:`probes.gate.Gate` right before the
+name lookup, on the very host it then resolves. Header values are checked
+before anything is sent: a credential holding control characters fails with a
+message that names the header, never the value (the HTTP library's own error
+would quote it). httpcore's and httpx's loggers are held at WARNING: at debug
+level they would log request and reply headers, tokens included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
+import re
 import socket
 import ssl
 import time
@@ -23,12 +32,64 @@ from dataclasses import dataclass, field
 
 import httpcore
 
+from probes.gate import Gate
 from probes.result import Phases
 from probes.target import ProbeLimits
+
+#: Loggers that would write request or reply headers (tokens) at debug level.
+HTTP_LOGGERS = (
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "httpx",
+)
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def quiet_http_loggers() -> None:
+    """Hold the HTTP libraries' loggers at WARNING, also against a later
+    ``setLevel(DEBUG)``: a filter on each drops their records below WARNING."""
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if not any(isinstance(f, _BelowWarning) for f in logger.filters):
+            logger.addFilter(_BelowWarning())
+
+
+quiet_http_loggers()
+
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ResolveError(httpcore.ConnectError):
     """The host name did not resolve."""
+
+
+class BadHeader(Exception):
+    """A header value this probe may not send (control characters, not Latin-1).
+
+    Every such value comes from a credential; the message names the header only."""
+
+
+def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as the HTTP library takes them; :class:`BadHeader` for a value
+    with control characters or outside Latin-1, before anything is sent."""
+    encoded = []
+    for name, value in headers.items():
+        if _BAD_VALUE.search(value):
+            raise BadHeader(f"the {name} header would hold control characters: not sent")
+        try:
+            encoded.append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise BadHeader(f"the {name} header would hold non-Latin-1 text: not sent") from None
+    return encoded
 
 
 class _TimedStream(httpcore.AsyncNetworkStream):
@@ -61,11 +122,13 @@ class _TimedStream(httpcore.AsyncNetworkStream):
 
 
 class _TimedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves with ``getaddrinfo`` (timed), then connects to each address in turn."""
+    """Passes the gate, resolves with ``getaddrinfo`` (timed), then connects to
+    each address in turn."""
 
-    def __init__(self, phases: Phases) -> None:
+    def __init__(self, phases: Phases, gate: Gate) -> None:
         self._inner = httpcore.AnyIOBackend()
         self._phases = phases
+        self._gate = gate
 
     async def connect_tcp(
         self,
@@ -75,6 +138,7 @@ class _TimedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        host = self._gate.check(host)  # the host resolved below is the host checked
         started = lookup_started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
@@ -145,6 +209,7 @@ async def get(
     limits: ProbeLimits,
     phases: Phases,
     *,
+    gate: Gate,
     max_bytes: int,
     progress: Progress | None = None,
     keep_body: int = 0,
@@ -157,6 +222,7 @@ async def get(
         headers,
         limits,
         phases,
+        gate=gate,
         max_bytes=max_bytes,
         progress=progress,
         keep_body=keep_body,
@@ -171,6 +237,7 @@ async def request(
     limits: ProbeLimits,
     phases: Phases,
     *,
+    gate: Gate,
     max_bytes: int,
     content: bytes = b"",
     progress: Progress | None = None,
@@ -180,8 +247,10 @@ async def request(
     """One request on a fresh connection, reading at most ``max_bytes`` of the body.
 
     Error responses are read only up to ``keep_body`` bytes (often not at all).
-    Raises httpcore exceptions for transport failures (all "local"), and lets
-    ``TimeoutError`` from the caller's deadline through.
+    Raises httpcore exceptions for transport failures (all "local"),
+    :class:`probes.gate.NotAllowed` for a host the gate refuses (no connection
+    made), :class:`BadHeader` (nothing sent), and lets ``TimeoutError`` from
+    the caller's deadline through.
     """
     timeouts = {
         "connect": limits.connect_timeout,
@@ -191,8 +260,8 @@ async def request(
     }
     if content:
         headers = {**headers, "Content-Length": str(len(content))}
-    request_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    backend = _TimedBackend(phases)
+    request_headers = encode_headers(headers)
+    backend = _TimedBackend(phases, gate)
     # Loading the trust store costs tens of milliseconds: only for https.
     context = ssl_context(limits) if url.lower().startswith("https:") else None
     async with httpcore.AsyncConnectionPool(

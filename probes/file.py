@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from probes.common import Run, measure
-from probes.result import ProbeResult
+from probes.result import ProbeResult, Reason
 from probes.target import ProbeLimits, ProbeTarget
 from strategies.backends import backend_of
 from strategies.failures import ErrorClass
@@ -58,9 +58,9 @@ def error_class_of(code: int | None) -> ErrorClass:
 class Refused(Exception):
     """The path may not be read (outside the allowed directories, or not a file)."""
 
-    def __init__(self, message: str, *, not_allowed: bool = False) -> None:
+    def __init__(self, message: str, reason: Reason = Reason.NOT_ALLOWED) -> None:
         super().__init__(message)
-        self.not_allowed = not_allowed
+        self.reason = reason
 
 
 def read_head(
@@ -75,14 +75,12 @@ def read_head(
     if allow_path is not None:
         real = os.path.realpath(path)
         if not allow_path(real):
-            raise Refused(
-                f"{real} is outside the allowed directories: not allowed", not_allowed=True
-            )
+            raise Refused(f"{real} is outside the allowed directories: not allowed")
         path, flags = real, flags | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Refused("not a regular file")
+            raise Refused("not a regular file", Reason.NOT_A_FILE)
         proc_fd = f"/proc/self/fd/{fd}"
         swapped = (
             allow_path is not None
@@ -125,7 +123,7 @@ async def _run(run: Run) -> None:
             read_head, path, run.limits.max_bytes, stop, run.limits.allow_path
         )
     except Refused as exc:
-        run.not_measurable(str(exc), refused=exc.not_allowed)
+        run.not_measurable(str(exc), exc.reason)
         return
     except OSError as exc:
         name = errno.errorcode.get(exc.errno or 0, "error")

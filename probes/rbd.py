@@ -10,45 +10,34 @@ is ``not_measurable`` and ranks in ``store_type`` order.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import threading
 import time
 from typing import Any
 from urllib.parse import unquote
 
 from probes.common import Run, measure, note
-from probes.result import ProbeResult
+from probes.measurable import ceph_bindings, measurability
+from probes.result import ProbeResult, Reason
 from probes.target import ProbeLimits, ProbeTarget
 from strategies.backends import backend_of
-
-
-def bindings() -> tuple[Any, Any] | None:
-    """``(rados, rbd)`` modules, or ``None`` when Ceph's bindings are not installed."""
-    try:
-        return importlib.import_module("rados"), importlib.import_module("rbd")
-    except ImportError:
-        return None
 
 
 async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
     try:
         backend = backend_of(target.url)
     except ValueError as exc:
-        return note("rbd", target, limits, "not_measurable", str(exc))
-    if backend.rbd_fsid is None:
-        return note("rbd", target, limits, "not_measurable", "rbd URL without a cluster fsid")
-    if target.local_ceph_fsid and backend.rbd_fsid == target.local_ceph_fsid:
-        return note("rbd", target, limits, "not_needed", "local Ceph cluster: a clone, no probe")
-    modules = bindings()
-    if modules is None:
-        return note(
-            "rbd", target, limits, "not_measurable", "rados/rbd Python bindings not installed"
-        )
+        return note("rbd", target, limits, "not_measurable", str(exc), Reason.INVALID_URL)
+    verdict = measurability(target.url, local_ceph_fsid=target.local_ceph_fsid)
+    if verdict.reason is not None:
+        return note("rbd", target, limits, verdict.outcome, verdict.message, verdict.reason)
+    modules = ceph_bindings()
+    fsid = backend.rbd_fsid
+    if modules is None or fsid is None:  # both checked above; kept for the types
+        missing = "rados/rbd Python bindings not installed"
+        return note("rbd", target, limits, "not_measurable", missing, Reason.NO_CEPH_BINDINGS)
     image = target.url.split("?")[0].split("/")
     pool, name, snap = (unquote(part) for part in image[-3:])
     stop = threading.Event()
-
-    fsid = backend.rbd_fsid
 
     async def run(run: Run) -> None:
         try:
@@ -56,7 +45,9 @@ async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
                 _read, modules, fsid, pool, name, snap, limits.max_bytes, stop
             )
         except _OtherCluster:
-            run.not_measurable("this node's ceph.conf points at another cluster")
+            run.not_measurable(
+                "this node's ceph.conf points at another cluster", Reason.OTHER_CLUSTER
+            )
             return
         except Exception as exc:  # the bindings' own error types
             kind = type(exc).__name__

@@ -9,8 +9,10 @@ from redacted pieces (and scrubbed of known secrets as a second line).
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 from strategies.failures import ErrorClass, error_class_for_status
@@ -19,6 +21,28 @@ Outcome = Literal["ok", "error", "not_measurable", "not_needed"]
 """``ok``/``error``: a probe ran. ``not_measurable``: this node cannot measure the
 backend (cinder, vsphere, swift+config, rbd without bindings, a redirect it may
 not follow). ``not_needed``: nothing to measure (an rbd clone on the local cluster)."""
+
+
+class Reason(StrEnum):
+    """Why a backend was not probed, or need not be: the typed value callers
+    branch on (the ``message`` is for people and may change)."""
+
+    NO_PROBE = "no_probe"
+    """A scheme this node has no probe for (cinder, vsphere, swift+config, unknown)."""
+    INVALID_URL = "invalid_url"
+    """The location URL cannot be read (no fsid in an rbd URL, bad host, ...)."""
+    LOCAL_CEPH = "local_ceph"
+    """An rbd image on this node's own Ceph cluster: a clone, nothing to measure."""
+    NO_CEPH_BINDINGS = "no_ceph_bindings"
+    """The ``rados``/``rbd`` Python bindings are not installed."""
+    OTHER_CLUSTER = "other_cluster"
+    """This node's ceph.conf points at another cluster than the URL's."""
+    NOT_ALLOWED = "not_allowed"
+    """A policy refused it: a host outside the allowlist (redirect, storage URL,
+    catalog endpoint), a path outside the file roots, a downgrade to http."""
+    NOT_A_FILE = "not_a_file"
+    """A ``file://`` path that is not a regular file (FIFO, device)."""
+
 
 PHASES = ("resolve", "connect", "tls", "first_byte", "transfer", "total")
 
@@ -72,9 +96,8 @@ class ProbeResult:
     timed_out: bool = False
     started_at: float = field(default_factory=time.time)
     message: str = ""
-    refused: bool = False
-    """``not_measurable`` because the probe limits forbid it (``allow_host``,
-    ``allow_path``): a policy decision, counted as ``not_allowed``."""
+    reason: Reason | None = None
+    """Set when ``outcome`` is ``not_measurable`` or ``not_needed``."""
 
     @property
     def ok(self) -> bool:
@@ -140,9 +163,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Second line of defence: blank out known secrets in a message."""
+    """Second line of defence: blank out known secrets in a message, also as a
+    library would quote them (``repr`` escapes, bytes), then control characters."""
     for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
+        if not secret or len(secret) < 3:
+            continue
+        quoted = repr(secret.encode("utf-8", "backslashreplace"))[2:-1]
+        for form in {secret, repr(secret)[1:-1], quoted}:
+            text = text.replace(form, "***")
+    return _CONTROL.sub("?", text)

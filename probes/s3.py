@@ -19,9 +19,9 @@ from botocore.credentials import Credentials as BotoCredentials  # type: ignore[
 
 from probes import fetch
 from probes.common import Run, measure
-from probes.http import range_header, split_userinfo
 from probes.result import ProbeResult
 from probes.target import ProbeLimits, ProbeTarget, S3Credentials
+from probes.urls import range_header, split_userinfo
 
 _TRANSPORT = {"s3": "https", "s3+https": "https", "s3+http": "http"}
 _CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
@@ -95,6 +95,7 @@ async def _run(run: Run, location: S3Location) -> None:
         signed_headers(location, headers),
         run.limits,
         run.phases,
+        gate=run.gate,
         max_bytes=run.limits.max_bytes,
         progress=run.progress,
         keep_body=2048,

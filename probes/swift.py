@@ -12,25 +12,31 @@ Location forms (as glance_store reads them):
 
 Auth is Swift v1 (tempauth and compatible: ``X-Auth-User``/``X-Auth-Key``) or
 Keystone v3 password auth (``user`` is ``project:user``). Tokens live in a
-:class:`TokenCache` that the caller owns and passes in every target, until
-shortly before they expire; a 401 on a cached token drops it and re-auths once.
-Time spent on auth is reported as the ``auth`` phase, outside the storage phases.
+:class:`probes.target.TokenCache` that the caller owns and passes in every
+target, until shortly before they expire; a 401 on a cached token drops it and
+re-auths once. Time spent on auth is reported as the ``auth`` phase, outside the
+storage phases.
+
+A storage URL that an auth reply names (v1 ``X-Storage-Url``, a Keystone
+catalog endpoint) passes the probe's gate like any host (``probes.gate``): on
+another host than the location's, only when ``ProbeLimits.allow_host`` allows
+it; and a token obtained over https is never sent over plain http.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from probes import fetch
 from probes.common import Run, measure
-from probes.http import range_header, split_userinfo
+from probes.gate import Gate, NotAllowed
 from probes.result import Phases, ProbeResult
-from probes.target import ProbeLimits, ProbeTarget, SwiftCredentials
+from probes.target import ProbeLimits, ProbeTarget, SwiftCredentials, Token, TokenCache
+from probes.urls import range_header, split_userinfo
 from strategies.failures import ErrorClass
 
 _TRANSPORT = {"swift": "https", "swift+https": "https", "swift+http": "http"}
@@ -70,51 +76,6 @@ def parse(url: str) -> SwiftLocation:
     )
 
 
-@dataclass
-class Token:
-    token: str = field(repr=False)
-    storage_url: str | None
-    expires_at: float
-
-
-class TokenCache:
-    """Swift tokens by credentials, owned by the caller (no module state).
-
-    Keys are digests of the credentials, so the cache holds no password.
-    ``auth_requests`` counts the authentications it caused (useful to tests
-    and metrics).
-    """
-
-    def __init__(self, margin: float = 60.0) -> None:
-        self._tokens: dict[str, Token] = {}
-        self._margin = margin
-        self.auth_requests = 0
-
-    def __repr__(self) -> str:
-        return f"TokenCache({len(self._tokens)} tokens)"
-
-    @staticmethod
-    def key_of(creds: SwiftCredentials, auth_url: str, version: str) -> str:
-        text = "\0".join(
-            (auth_url, version, creds.user, creds.key, creds.user_domain, creds.project_domain)
-        )
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def get(self, key: str, now: float | None = None) -> Token | None:
-        token = self._tokens.get(key)
-        now = time.time() if now is None else now
-        if token is None or token.expires_at - self._margin <= now:
-            self._tokens.pop(key, None)
-            return None
-        return token
-
-    def put(self, key: str, token: Token) -> None:
-        self._tokens[key] = token
-
-    def drop(self, key: str) -> None:
-        self._tokens.pop(key, None)
-
-
 class AuthFailed(Exception):
     def __init__(self, error_class: ErrorClass, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -133,12 +94,15 @@ def auth_version(creds: SwiftCredentials, auth_url: str) -> str:
     return "1"
 
 
-async def _auth_v1(creds: SwiftCredentials, auth_url: str, limits: ProbeLimits) -> Token:
+async def _auth_v1(
+    creds: SwiftCredentials, auth_url: str, limits: ProbeLimits, gate: Gate
+) -> Token:
     fetched = await fetch.get(
         auth_url,
         {"X-Auth-User": creds.user, "X-Auth-Key": creds.key},
         limits,
         Phases(),
+        gate=gate,
         max_bytes=0,
         read_body=False,
     )
@@ -152,7 +116,9 @@ async def _auth_v1(creds: SwiftCredentials, auth_url: str, limits: ProbeLimits) 
     return Token(token=token, storage_url=storage, expires_at=time.time() + seconds)
 
 
-async def _auth_v3(creds: SwiftCredentials, auth_url: str, limits: ProbeLimits) -> Token:
+async def _auth_v3(
+    creds: SwiftCredentials, auth_url: str, limits: ProbeLimits, gate: Gate
+) -> Token:
     project, sep, user = creds.user.partition(":")
     if not sep:
         raise AuthFailed("auth", "Keystone v3 needs the user as project:user")
@@ -177,6 +143,7 @@ async def _auth_v3(creds: SwiftCredentials, auth_url: str, limits: ProbeLimits) 
         {"Content-Type": "application/json", "Accept": "application/json"},
         limits,
         Phases(),
+        gate=gate,
         max_bytes=1 << 20,
         content=json.dumps(body).encode(),
         keep_body=1 << 20,
@@ -224,6 +191,21 @@ def _endpoint(token: dict[str, object], creds: SwiftCredentials) -> str | None:
                 continue
             return str(endpoint["url"])
     return None
+
+
+def check_storage_url(url: str, auth_url: str, gate: Gate, version: str) -> None:
+    """Raise :class:`NotAllowed` unless the token may go to a storage URL an auth
+    reply named: http(s), through the gate, and no https -> http downgrade."""
+    source = "Keystone catalog's" if version == "3" else "Swift auth reply's"
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise NotAllowed(f"the {source} storage URL is not http(s): not allowed")
+    if scheme == "http" and urlsplit(auth_url).scheme.lower() == "https":
+        raise NotAllowed(
+            f"the {source} storage URL is plain http after https auth: "
+            "the token is not sent, not allowed"
+        )
+    gate.check_url(url, f"the {source} storage URL on another host")
 
 
 async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
@@ -281,7 +263,7 @@ async def _run(
             cache.auth_requests += 1
             try:
                 token = await (_auth_v3 if version == "3" else _auth_v1)(
-                    creds, auth_url, run.limits
+                    creds, auth_url, run.limits, run.gate
                 )
             except AuthFailed as failed:
                 run.phases.add("auth", time.monotonic() - started)
@@ -294,12 +276,15 @@ async def _run(
         if not base:
             run.fail("auth", "Keystone catalog has no object-store endpoint for this user")
             return
+        if storage_url is None:  # named by the auth reply: the gate decides
+            check_storage_url(base, auth_url, run.gate, version)
         run.phases = Phases(auth=run.phases.auth)
         fetched = await fetch.get(
             f"{base.rstrip('/')}/{quote(location.container)}/{quote(location.obj)}",
             {"X-Auth-Token": token.token, **range_header(run.limits.max_bytes)},
             run.limits,
             run.phases,
+            gate=run.gate,
             max_bytes=run.limits.max_bytes,
             progress=run.progress,
         )

@@ -1,19 +1,19 @@
 """What to probe and within which limits: the inputs of every probe module.
 
 Credential-carrying types have a redacted ``repr`` so that a traceback or a
-debug log of a target cannot leak a secret.
+debug log of a target cannot leak a secret. The Swift token cache lives here,
+beside the target that carries it, so that no probe kind imports another.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from strategies.backends import redact_url
-
-if TYPE_CHECKING:
-    from probes.swift import TokenCache
 
 KiB = 1024
 
@@ -29,8 +29,9 @@ class ProbeLimits:
     ca_file: str | None = None
     """PEM bundle for TLS; ``None``: the system trust store."""
     allow_host: Callable[[str], bool] | None = field(default=None, compare=False)
-    """Policy for redirect targets on another host (the SSRF rule plugs in here).
-    ``None``: only the original host is followed."""
+    """Policy for hosts other than the target's own (``probes.gate``): redirects,
+    Swift storage URLs, Keystone catalog endpoints; given the normalised host.
+    ``None``: only the target's own hosts."""
     allow_path: Callable[[str], bool] | None = field(default=None, compare=False)
     """Policy for ``file://`` reads, given the file's real path (symlinks resolved):
     a symlink may not lead a probe out of the allowed directories. ``None``: any path."""
@@ -86,6 +87,53 @@ class SwiftCredentials:
 
 
 Credentials = S3Credentials | SwiftCredentials
+
+
+@dataclass
+class Token:
+    """A Swift token and the storage URL it was issued for."""
+
+    token: str = field(repr=False)
+    storage_url: str | None
+    expires_at: float
+
+
+class TokenCache:
+    """Swift tokens by credentials, owned by the caller (no module state).
+
+    Keys are digests of the credentials, so the cache holds no password.
+    ``auth_requests`` counts the authentications it caused (useful to tests
+    and metrics).
+    """
+
+    def __init__(self, margin: float = 60.0) -> None:
+        self._tokens: dict[str, Token] = {}
+        self._margin = margin
+        self.auth_requests = 0
+
+    def __repr__(self) -> str:
+        return f"TokenCache({len(self._tokens)} tokens)"
+
+    @staticmethod
+    def key_of(creds: SwiftCredentials, auth_url: str, version: str) -> str:
+        text = "\0".join(
+            (auth_url, version, creds.user, creds.key, creds.user_domain, creds.project_domain)
+        )
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get(self, key: str, now: float | None = None) -> Token | None:
+        token = self._tokens.get(key)
+        now = time.time() if now is None else now
+        if token is None or token.expires_at - self._margin <= now:
+            self._tokens.pop(key, None)
+            return None
+        return token
+
+    def put(self, key: str, token: Token) -> None:
+        self._tokens[key] = token
+
+    def drop(self, key: str) -> None:
+        self._tokens.pop(key, None)
 
 
 @dataclass(frozen=True, repr=False)

@@ -34,15 +34,14 @@ from typing import Any, Literal, Protocol
 from prometheus_client import CollectorRegistry
 
 import probes
-from probes import ProbeLimits, ProbeResult, ProbeTarget, TokenCache
-from probes.rbd import bindings as rbd_bindings
+from probes import Measurability, ProbeLimits, ProbeResult, ProbeTarget, Reason, TokenCache
+from probes.measurable import ceph_available
 from sidecar.history import HistoryError
-from sidecar.measurable import Measurability, Verdict, measurability
 from sidecar.probe_config import ProbeConfig
 from sidecar.probe_metrics import ProbeMetrics
 from sidecar.probe_plan import Due, ProbePlanner
 from sidecar.samples import Sample
-from strategies.backends import backend_of, scheme_of
+from strategies.backends import backend_of
 
 LOG = logging.getLogger(__name__)
 MAX_NOTES = 1024
@@ -157,7 +156,7 @@ class ProbeScheduler:
         self.configured_hosts = {
             h for h in (backend_of(t.url).host for t in config.targets) if h is not None
         }
-        self._rbd = rbd_bindings() is not None  # imported once, before the loop runs
+        self._rbd = ceph_available()  # imported once, before the loop runs
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -209,21 +208,15 @@ class ProbeScheduler:
 
     def _verdict(self, url: str, key: str) -> Note | None:
         """Why this location must not be probed, or ``None`` when it may be."""
-        scheme = scheme_of(url)
-        if probes.prober_for(url) is None:
-            reason = probes.NOT_MEASURABLE.get(scheme, f"no probe for scheme {scheme!r}")
-            return Note("not_measurable", reason)
+        verdict = self.measurability(url)
+        if verdict.outcome != "ok":
+            return Note(verdict.outcome, verdict.message)
         try:
             # root "/": the path, host and store without looking for a mount point (no I/O)
             backend = backend_of(url, file_roots=("/",))
         except ValueError as exc:
             return Note("not_measurable", str(exc))
         if backend.store == "rbd":
-            verdict = self.measurability(key)
-            if verdict.verdict is Verdict.NOT_NEEDED:
-                return Note("not_needed", verdict.reason or "")
-            if verdict.verdict is Verdict.NOT_MEASURABLE:
-                return Note("not_measurable", verdict.reason or "")
             if not self.config.host_allowed(None, key):
                 return Note("not_allowed", "backend not in probe.learn_from")
         elif backend.store == "file":
@@ -238,9 +231,9 @@ class ProbeScheduler:
         return host in self.configured_hosts or self.config.host_allowed(host, host)
 
     # -- what /v1/backends says -------------------------------------------------------
-    def measurability(self, key: str) -> Measurability:
-        """Whether this node can measure a backend at all, and why not."""
-        return measurability(key, local_ceph_fsid=self.local_fsid, rbd_bindings=self._rbd)
+    def measurability(self, url_or_key: str) -> Measurability:
+        """Whether this node can measure a backend, and why not (``probes.measurability``)."""
+        return probes.measurability(url_or_key, local_ceph_fsid=self.local_fsid, ceph=self._rbd)
 
     def keys(self) -> list[str]:
         """Backends to list although they may have no sample: probed or not measurable."""
@@ -351,7 +344,7 @@ class ProbeScheduler:
             except HistoryError as exc:
                 LOG.warning("probe sample of %s not stored: %s", due.key, exc)
             self.metrics.result(due.key, due.kind, result, sample.ok)
-        elif result.refused:
+        elif result.reason is Reason.NOT_ALLOWED:
             self.metrics.skip("not_allowed")
         ok = sample is not None and sample.ok
         outcome = "ok" if ok else result.outcome

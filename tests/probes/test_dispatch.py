@@ -8,7 +8,7 @@ import json
 import pytest
 
 from probes import PHASES, ProbeLimits, ProbeResult, ProbeTarget, S3Credentials, probe_url
-from probes.rbd import bindings
+from probes.measurable import ceph_bindings as bindings
 from probes.report import render, to_table
 from probes.result import Phases, class_of_status, parse_retry_after
 

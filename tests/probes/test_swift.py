@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from probes import ProbeLimits, SwiftCredentials, TokenCache, probe_url
 from probes.report import to_json, to_table
-from probes.swift import Token, parse
+from probes.swift import parse
+from probes.target import Token
 from tests.support.keystone_stub import KeystoneStub
 from tests.support.swift_cluster import SwiftCluster
 
@@ -78,17 +80,19 @@ def test_multi_tenant_url_needs_configured_credentials(swift_cluster: SwiftClust
 
 def test_keystone_v3_password_auth(swift_cluster: SwiftCluster) -> None:
     password = "ks-pass-4c5d6e"
+    # the catalog names the Swift proxy on another host (127.0.0.5): allowed by policy only
+    limits = replace(LIMITS, allow_host=lambda host: host == swift_cluster.host)
     with KeystoneStub(swift_cluster, password=password) as keystone:
         host = keystone.auth_url.removeprefix("http://")
         url = f"swift+http://demo%3Aglance:{password}@{host}/glance/big"
         cache = TokenCache()
-        first = asyncio.run(probe_url(url, LIMITS, swift_tokens=cache))
-        second = asyncio.run(probe_url(url, LIMITS, swift_tokens=cache))
+        first = asyncio.run(probe_url(url, limits, swift_tokens=cache))
+        second = asyncio.run(probe_url(url, limits, swift_tokens=cache))
         assert (first.outcome, first.status, second.outcome) == ("ok", 206, "ok")
         assert keystone.token_requests == 1
         assert first.backend == f"swift+http://127.0.0.7:{keystone.port}"
 
-        wrong = asyncio.run(probe_url(url.replace(password, "nope-123"), LIMITS))
+        wrong = asyncio.run(probe_url(url.replace(password, "nope-123"), limits))
         assert (wrong.outcome, wrong.error_class, wrong.status) == ("error", "auth", 401)
         for text in (repr(first), to_json(first), to_table(wrong)):
             assert password not in text

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from probes import Reason
 from sidecar.app import create_app
-from sidecar.measurable import Verdict
 from sidecar.samples import Kind, Sample, Source
 from tests.sidecar.support import FakeClock, make_config
 
@@ -51,13 +51,12 @@ def test_only_real_downloads_that_measured_a_throughput_hold_back_throughput_pro
 def test_measurability_by_backend_key(tmp_path: Path) -> None:
     config = make_config(tmp_path, {"metrics_location_strategy": {"local_ceph_fsid": FSID}})
     scheduler = create_app(config).scheduler
-    assert scheduler.measurability(KEY).verdict is Verdict.MEASURABLE
+    assert scheduler.measurability(KEY).measurable
     assert scheduler.measurability("file:///var/lib/glance/images").measurable
     for key in ("cinder://default", "vsphere://vc", "swift+config://ref", "rbd://default"):
         verdict = scheduler.measurability(key)
-        assert verdict.verdict is Verdict.NOT_MEASURABLE and verdict.reason, key
+        assert verdict.outcome == "not_measurable" and verdict.message, key
     local = scheduler.measurability(f"rbd://{FSID}/images")
-    assert local.verdict is Verdict.NOT_NEEDED and not local.measurable
+    assert local.reason is Reason.LOCAL_CEPH and local.outcome == "not_needed"
     other = scheduler.measurability("rbd://00000000-0000-4000-8000-00000000ffff/images")
-    assert other.verdict is Verdict.NOT_MEASURABLE
-    assert "bindings" in (other.reason or "")  # no rados/rbd here
+    assert other.reason is Reason.NO_CEPH_BINDINGS  # no rados/rbd here
