@@ -15,9 +15,6 @@ from tests.deploy import live
 from tests.deploy.processes import Sidecar, blob_server, run_sidecar, tool
 from tests.support import metrics_contract as contract
 
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
-
 
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sidecar, str]]:

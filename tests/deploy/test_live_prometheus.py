@@ -27,9 +27,6 @@ from tests.deploy.processes import (
 from tests.deploy.promql import names
 from tests.support import metrics_contract as contract
 
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
-
 NODE = 'job="location-sidecar", instance="compute-01.example.org"'
 
 
