@@ -33,8 +33,9 @@ from sidecar.api_models import (
     SampleOut,
     StoreOut,
 )
-from sidecar.core import Refused, SidecarCore
+from sidecar.core import RankAnswer, Refused, SidecarCore
 from sidecar.history import HistoryError
+from sidecar.json_body import parse_body
 from sidecar.samples import Sample
 from strategies.failures import ERROR_CLASSES
 from strategies.units import parse_duration
@@ -67,7 +68,17 @@ class SidecarAPI:
         self.dead_tasks = dead_tasks
         self.router = APIRouter()
         add = self.router.add_api_route
-        add("/v1/rank", self.rank, methods=["POST"], response_model=RankResponse, tags=["ranking"])
+        # Two routes, one path: the first answers (it reads the body itself, the hot
+        # path); the second, never reached, documents the schema (and is the
+        # reference that tests/sidecar/test_json_body.py compares the first with).
+        add("/v1/rank", self.rank, methods=["POST"], include_in_schema=False)
+        add(
+            "/v1/rank",
+            self.rank_locations,
+            methods=["POST"],
+            response_model=RankResponse,
+            tags=["ranking"],
+        )
         add(
             "/v1/observations",
             self.observations,
@@ -94,8 +105,18 @@ class SidecarAPI:
         )
         add("/metrics", self.metrics, tags=["health"], response_class=Response)
 
-    async def rank(self, body: RankRequest) -> Response:
+    async def rank(self, request: Request) -> Response:
+        """``POST /v1/rank`` (see :meth:`rank_locations`), the body read by :func:`parse_body`."""
+        body = await request.body()
+        return self.rank_locations_of(
+            parse_body(RankRequest, body, request.headers.get("content-type"))
+        )
+
+    async def rank_locations(self, body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
+        return self.rank_locations_of(body)
+
+    def rank_locations_of(self, body: RankRequest) -> Response:
         locations = [{"url": loc.url, "metadata": loc.metadata} for loc in body.locations]
         try:
             answer = self.core.rank(
@@ -106,28 +127,9 @@ class SidecarAPI:
             )
         except Refused as exc:
             raise APIError(422, str(exc)) from None
-        out = RankResponse(
-            strategy=answer.strategy,
-            mode=answer.mode,
-            reason=answer.reason,
-            locations=[
-                RankedLocationOut(
-                    url=r.location["url"],
-                    metadata=r.location["metadata"],
-                    backend=r.backend,
-                    expected_seconds=r.expected_seconds,
-                    latency_seconds=r.latency_seconds,
-                    throughput_bytes_per_second=r.throughput_bytes_per_second,
-                    age_seconds=r.age_seconds,
-                    why=r.why,
-                )
-                for r in answer.locations
-            ],
-            prefer=answer.prefer,
-        )
         # Already validated: serialise once here instead of FastAPI validating it again
         # (the hot path; response_model still documents the schema).
-        return Response(out.model_dump_json(), media_type="application/json")
+        return Response(rank_json(answer), media_type="application/json")
 
     async def observations(self, body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
@@ -282,6 +284,33 @@ class SidecarAPI:
         """Prometheus text format."""
         self.core.settle()
         return Response(generate_latest(self.core.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def rank_json(answer: RankAnswer) -> bytes:
+    """The ``RankResponse`` JSON of a core answer."""
+    return (
+        RankResponse(
+            strategy=answer.strategy,
+            mode=answer.mode,
+            reason=answer.reason,
+            locations=[
+                RankedLocationOut(
+                    url=r.location["url"],
+                    metadata=r.location["metadata"],
+                    backend=r.backend,
+                    expected_seconds=r.expected_seconds,
+                    latency_seconds=r.latency_seconds,
+                    throughput_bytes_per_second=r.throughput_bytes_per_second,
+                    age_seconds=r.age_seconds,
+                    why=r.why,
+                )
+                for r in answer.locations
+            ],
+            prefer=answer.prefer,
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 # -- error answers (registered on the app: a router cannot hold them) -------------------

@@ -41,6 +41,7 @@ class SidecarApp(FastAPI):
     """The FastAPI app over one :class:`SidecarCore`; see the module docstring for its API."""
 
     core: SidecarCore
+    api: SidecarAPI
     supervisor: Supervisor
     notifier: Notifier
     heartbeat: Heartbeat
@@ -134,7 +135,8 @@ def create_app(
     supervisor = Supervisor()
     heartbeat = Heartbeat()
     app.core, app.supervisor, app.notifier, app.heartbeat = core, supervisor, notifier, heartbeat
-    app.include_router(SidecarAPI(core, supervisor.dead).router)
+    app.api = SidecarAPI(core, supervisor.dead)
+    app.include_router(app.api.router)
     app.router.lifespan_context = lambda _app: app.lifespan_context_manager()
 
     def healthy() -> bool:

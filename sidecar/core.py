@@ -32,11 +32,13 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.samples import Sample
 from sidecar.scheduler import Prober, ProbeScheduler
 from sidecar.stores import StoreMap
-from strategies.backends import backend_of
+from strategies.backends import Backend, backend_of
 from strategies.metrics import RankContext, rank
+from strategies.placement import Placed, place
 from strategies.prefer import prefer_of
 from strategies.reasons import RankedLocation
 from strategies.registry import available_strategies, get_strategy
+from strategies.store_type import normalize_preference
 
 LOG = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ MAX_BACKENDS = 1024
 """Reports may not create more backends than this: memory and label cardinality stay bounded."""
 MAX_PENDING = 4096
 """Distinct (location, store) pairs waiting for :meth:`SidecarCore.settle`; more are dropped."""
+MAX_PLACES = 4096
+"""URLs whose placement is remembered (in memory only); the memo is emptied when full."""
 
 RankMode = Literal["metrics", "fallback", "static"]
 
@@ -143,6 +147,11 @@ class SidecarCore:
             rng=rng,
             prober=prober or probes.probe,
         )
+        # read once: the settings are fixed for the life of the core (the hot path)
+        self._strategy = config.strategy
+        self._preference = tuple(normalize_preference(self._strategy.store_type_preference))
+        self._roots = tuple(policy.file_roots)
+        self._places: dict[str, tuple[Backend | None, str | None]] = {}
         self._rank_counts = {
             mode: self.metrics.rank_requests.labels(mode)
             for mode in ("metrics", "fallback", "static")
@@ -222,20 +231,20 @@ class SidecarCore:
         strategy: str | None,
     ) -> RankAnswer:
         """Order ``locations`` (``{"url", "metadata"}`` dicts, not copied) best first."""
-        strategy_config = self.config.strategy
-        name = (strategy or strategy_config.location_strategy).strip()
+        settings = self._strategy
+        name = (strategy or settings.location_strategy).strip()
         if name not in available_strategies():
             raise Refused(
                 f"unknown strategy {name!r}; valid strategies: {', '.join(available_strategies())}"
             )
         now = self.clock()
-        context = RankContext.of(
-            locations,
-            now=now,
-            policy=strategy_config.metrics,
-            image_size=image_size,
-            image_id=image_id,
-            store_type_preference=strategy_config.store_type_preference,
+        context = RankContext(
+            tuple(self._place(location) for location in locations),
+            now,
+            settings.metrics,
+            image_size,
+            image_id,
+            self._preference,
         )
         self._saw(context, now)
         mode: RankMode
@@ -245,7 +254,7 @@ class SidecarCore:
             ranked, mode, reason = ranking.locations, ranking.mode, ranking.reason
         else:
             ordered = get_strategy(name).get_ordered_locations(
-                locations, store_type_preference=strategy_config.store_type_preference
+                locations, store_type_preference=settings.store_type_preference
             )
             keys = {p.location["url"]: p.backend.key if p.backend else None for p in context.placed}
             ranked = [
@@ -255,6 +264,19 @@ class SidecarCore:
             mode, reason = "static", f"static strategy {name}: measurements not used"
         self._rank_counts[mode].inc()
         return RankAnswer(name, mode, reason, ranked, prefer_of([r.location for r in ranked]))
+
+    def _place(self, location: dict[str, Any]) -> Placed:
+        """``strategies.placement.place`` of one location, its answer remembered by URL."""
+        url = location["url"]
+        known = self._places.get(url)
+        if known is None:
+            placed = place(location, "url", self._roots)
+            if placed.backend is None or placed.backend.store != "file":  # file: a mount may change
+                if len(self._places) >= MAX_PLACES:
+                    self._places.clear()
+                self._places[url] = (placed.backend, placed.error)
+            return placed
+        return Placed(location, *known)
 
     def _saw(self, context: RankContext, now: float) -> None:
         """Queue what this request teaches the store map and the scheduler (see :meth:`settle`)."""

@@ -33,6 +33,8 @@ class Freshness(enum.Enum):
 
 
 def _real(value: object) -> bool:
+    if type(value) is float:  # the common case first: this runs on every ranking
+        return math.isfinite(value)
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
