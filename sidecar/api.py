@@ -68,10 +68,11 @@ class SidecarAPI:
         self.dead_tasks = dead_tasks
         self.router = APIRouter()
         add = self.router.add_api_route
-        # Two routes, one path: the first answers (it reads the body itself, the hot
-        # path); the second, never reached, documents the schema (and is the
-        # reference that tests/sidecar/test_json_body.py compares the first with).
-        add("/v1/rank", self.rank, methods=["POST"], include_in_schema=False)
+        # Two routes, one path: the first (a plain Starlette route: no dependency
+        # solving) answers and reads the body itself, the hot path; the second, never
+        # reached, documents the schema (and is the reference that
+        # tests/sidecar/test_json_body.py compares the first with).
+        self.router.add_route("/v1/rank", self.rank, methods=["POST"], include_in_schema=False)
         add(
             "/v1/rank",
             self.rank_locations,

@@ -41,12 +41,20 @@ class LimitsMiddleware:
                 receive = _replay(body, receive)
             await self.app(scope, receive, send)
         finally:
-            route = scope.get("route")
-            handler = getattr(route, "path", None) or "unmatched"
+            handler = _handler(scope)
             child = self._children.get(handler)
             if child is None:
                 child = self._children[handler] = self.duration.labels(handler)
             child.observe(time.perf_counter() - started)
+
+
+def _handler(scope: Scope) -> str:
+    """The route's path template; a plain Starlette route (the fast ``/v1/rank``) sets
+    no ``route``, only its endpoint: no route has path parameters, so the path is it."""
+    path = getattr(scope.get("route"), "path", None)
+    if path is None and scope.get("endpoint") is not None:
+        path = scope.get("path")
+    return str(path) if path else "unmatched"
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
