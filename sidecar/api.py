@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from sidecar.api_models import (
     MAX_OBSERVATIONS,
@@ -26,7 +28,6 @@ from sidecar.api_models import (
     ObservationIn,
     ObservationsResponse,
     ProbeStateOut,
-    RankedLocationOut,
     RankRequest,
     RankResponse,
     ReadyResponse,
@@ -36,6 +37,7 @@ from sidecar.api_models import (
 from sidecar.core import RankAnswer, Refused, SidecarCore
 from sidecar.history import HistoryError
 from sidecar.json_body import parse_body
+from sidecar.limits import BODY
 from sidecar.samples import Sample
 from strategies.failures import ERROR_CLASSES
 from strategies.units import parse_duration
@@ -72,7 +74,8 @@ class SidecarAPI:
         # solving) answers and reads the body itself, the hot path; the second, never
         # reached, documents the schema (and is the reference that
         # tests/sidecar/test_json_body.py compares the first with).
-        self.router.add_route("/v1/rank", self.rank, methods=["POST"], include_in_schema=False)
+        fast = Route("/v1/rank", FastRank(self), methods=["POST"], include_in_schema=False)
+        self.router.routes.append(fast)
         add(
             "/v1/rank",
             self.rank_locations,
@@ -105,13 +108,6 @@ class SidecarAPI:
             responses={503: {"model": ReadyResponse, "description": "Not ready: see checks"}},
         )
         add("/metrics", self.metrics, tags=["health"], response_class=Response)
-
-    async def rank(self, request: Request) -> Response:
-        """``POST /v1/rank`` (see :meth:`rank_locations`), the body read by :func:`parse_body`."""
-        body = await request.body()
-        return self.rank_locations_of(
-            parse_body(RankRequest, body, request.headers.get("content-type"))
-        )
 
     async def rank_locations(self, body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
@@ -287,27 +283,50 @@ class SidecarAPI:
         return Response(generate_latest(self.core.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class FastRank:
+    """``POST /v1/rank`` as a bare ASGI endpoint (see :meth:`SidecarAPI.rank_locations`):
+    no request object, no dependency solving; the body as ``LimitsMiddleware`` read it,
+    parsed by :func:`~sidecar.json_body.parse_body`. Errors go to the app's handlers."""
+
+    def __init__(self, api: SidecarAPI) -> None:
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = scope.get(BODY)
+        if body is None:  # not behind LimitsMiddleware
+            body = await Request(scope, receive).body()
+        content_type = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":  # the first one, as Starlette's headers.get
+                content_type = value.decode("latin-1")
+                break
+        response = self.api.rank_locations_of(parse_body(RankRequest, body, content_type))
+        await response(scope, receive, send)
+
+
 def rank_json(answer: RankAnswer) -> bytes:
-    """The ``RankResponse`` JSON of a core answer."""
+    """The ``RankResponse`` JSON of a core answer (validated in one call: the hot path)."""
     return (
-        RankResponse(
-            strategy=answer.strategy,
-            mode=answer.mode,
-            reason=answer.reason,
-            locations=[
-                RankedLocationOut(
-                    url=r.location["url"],
-                    metadata=r.location["metadata"],
-                    backend=r.backend,
-                    expected_seconds=r.expected_seconds,
-                    latency_seconds=r.latency_seconds,
-                    throughput_bytes_per_second=r.throughput_bytes_per_second,
-                    age_seconds=r.age_seconds,
-                    why=r.why,
-                )
-                for r in answer.locations
-            ],
-            prefer=answer.prefer,
+        RankResponse.model_validate(
+            {
+                "strategy": answer.strategy,
+                "mode": answer.mode,
+                "reason": answer.reason,
+                "locations": [
+                    {
+                        "url": r.location["url"],
+                        "metadata": r.location["metadata"],
+                        "backend": r.backend,
+                        "expected_seconds": r.expected_seconds,
+                        "latency_seconds": r.latency_seconds,
+                        "throughput_bytes_per_second": r.throughput_bytes_per_second,
+                        "age_seconds": r.age_seconds,
+                        "why": r.why,
+                    }
+                    for r in answer.locations
+                ],
+                "prefer": answer.prefer,
+            }
         )
         .model_dump_json()
         .encode()

@@ -9,6 +9,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY = "sidecar.body"
+"""Scope key of the body this middleware read (the fast ``/v1/rank`` takes it from there)."""
 
 
 class LimitsMiddleware:
@@ -39,6 +41,7 @@ class LimitsMiddleware:
                     await _too_large(send)
                     return
                 receive = _replay(body, receive)
+                scope[BODY] = body
             await self.app(scope, receive, send)
         finally:
             handler = _handler(scope)
