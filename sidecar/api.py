@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -305,31 +306,29 @@ class FastRank:
 
 
 def rank_json(answer: RankAnswer) -> bytes:
-    """The ``RankResponse`` JSON of a core answer (validated in one call: the hot path)."""
-    return (
-        RankResponse.model_validate(
-            {
-                "strategy": answer.strategy,
-                "mode": answer.mode,
-                "reason": answer.reason,
-                "locations": [
-                    {
-                        "url": r.location["url"],
-                        "metadata": r.location["metadata"],
-                        "backend": r.backend,
-                        "expected_seconds": r.expected_seconds,
-                        "latency_seconds": r.latency_seconds,
-                        "throughput_bytes_per_second": r.throughput_bytes_per_second,
-                        "age_seconds": r.age_seconds,
-                        "why": r.why,
-                    }
-                    for r in answer.locations
-                ],
-                "prefer": answer.prefer,
-            }
-        )
-        .model_dump_json()
-        .encode()
+    """The ``RankResponse`` JSON of a core answer: its fields, in its order, serialised
+    by pydantic's own serialiser without validating again (every value comes typed from
+    the core; ``tests/sidecar/test_api.py`` checks the answers against the model)."""
+    return to_json(
+        {
+            "strategy": answer.strategy,
+            "mode": answer.mode,
+            "reason": answer.reason,
+            "locations": [
+                {
+                    "url": r.location["url"],
+                    "metadata": r.location["metadata"],
+                    "backend": r.backend,
+                    "expected_seconds": r.expected_seconds,
+                    "latency_seconds": r.latency_seconds,
+                    "throughput_bytes_per_second": r.throughput_bytes_per_second,
+                    "age_seconds": r.age_seconds,
+                    "why": r.why,
+                }
+                for r in answer.locations
+            ],
+            "prefer": answer.prefer,
+        }
     )
 
 

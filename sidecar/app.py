@@ -136,7 +136,9 @@ def create_app(
     heartbeat = Heartbeat()
     app.core, app.supervisor, app.notifier, app.heartbeat = core, supervisor, notifier, heartbeat
     app.api = SidecarAPI(core, supervisor.dead)
-    app.include_router(app.api.router)
+    # The router's routes, not include_router(): FastAPI 0.165 matches an included
+    # router through a layer of its own that costs ~15 us on every request.
+    app.router.routes.extend(app.api.router.routes)
     app.router.lifespan_context = lambda _app: app.lifespan_context_manager()
 
     def healthy() -> bool:

@@ -14,6 +14,7 @@ non-finite number into one.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -58,6 +59,10 @@ class BackendStats:
 
     def problem(self) -> str | None:
         """The first value that makes these statistics unusable, named, or ``None``."""
+        return self._problem
+
+    @functools.cached_property
+    def _problem(self) -> str | None:  # asked several times per ranking: worked out once
         latency, throughput = self.latency_seconds, self.throughput_bytes_per_second
         if latency is not None and not (_real(latency) and latency >= 0):
             return f"latency_seconds {latency!r}"

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sidecar.api_models import RankResponse
 from tests.sidecar.support import FakeClock, ThreadServer, make_config, running_app
 
 MiB = 1024 * 1024
@@ -57,6 +58,8 @@ def rank(client: httpx.Client, urls: list[str], **extra: Any) -> dict[str, Any]:
     locations = [{"url": u, "metadata": {"store": f"store-{i}"}} for i, u in enumerate(urls)]
     response = client.post("/v1/rank", json={"locations": locations, **extra})
     assert response.status_code == 200, response.text
+    # the documented model, byte for byte (the route serialises without it)
+    assert RankResponse.model_validate_json(response.content).model_dump_json() == response.text
     return response.json()  # type: ignore[no-any-return]
 
 

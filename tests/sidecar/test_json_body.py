@@ -73,7 +73,7 @@ def servers(
 ) -> Iterator[tuple[ThreadServer, ThreadServer]]:
     fast = create_app(make_config(Path(tmp_path_factory.mktemp("fast"))))
     reference = create_app(make_config(Path(tmp_path_factory.mktemp("reference"))))
-    routes = reference.api.router.routes  # before the first request: not yet compiled
+    routes = reference.router.routes
     first = next(r for r in routes if isinstance(r, Route) and r.path == "/v1/rank")
     assert not isinstance(first, APIRoute)  # the fast route, answering first
     routes.remove(first)
