@@ -17,7 +17,7 @@ GLANCE_STAMP   := $(GLANCE_VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 $(GLANCE_STAMP): pyproject.toml tests/glance/constraints.txt

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import report
+from bench import plots, report
 from bench.run import BENCH_ESTIMATOR, BENCH_PROBE, PROGRESS_INTERVAL, ScenarioResult, run_scenario
 from bench.scenarios import SCENARIOS
 from bench.service import ServiceResult, measure
@@ -33,6 +34,7 @@ def render(
     svc: ServiceResult | None,
     seconds: float,
     warmup: float,
+    pictures: dict[str, str] | None = None,
 ) -> str:
     parts = [
         BEGIN,
@@ -62,6 +64,11 @@ def render(
     ]
     for key in sorted(results):
         parts.append(report.scenario_table(results[key]))
+        if results[key].scenario.fleet:
+            parts.append(report.first_table(results[key]))
+        if pictures and key in pictures:
+            title = f"({key}) download time per strategy over the timeline"
+            parts += [f"![{title}]({pictures[key]})", ""]
     if svc is not None:
         parts += ["## Service cost", "", report.service_table(svc)]
     parts.append(END)
@@ -81,7 +88,7 @@ def write(out: Path, block: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--scenarios", default="abcde", help="letters, e.g. 'ab' (default abcde)")
+    parser.add_argument("--scenarios", default="abcdef", help="letters, e.g. 'ab' (default abcdef)")
     parser.add_argument(
         "--probes",
         choices=("auto", "on", "sidecar", "off"),
@@ -105,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, ScenarioResult] = {}
     for key in args.scenarios:
         scenario = SCENARIOS[key]
+        if scenario.fleet and shutil.which("prometheus") is None:
+            print(f"scenario ({key}) skipped: no prometheus binary", file=sys.stderr)
+            continue
         print(f"scenario ({key}) {scenario.title} ...", file=sys.stderr, flush=True)
         results[key] = run_scenario(scenario, probes=probes, warmup=args.warmup)
         print(report.scenario_table(results[key]), file=sys.stderr, flush=True)
@@ -113,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         print("service cost ...", file=sys.stderr, flush=True)
         svc = measure(rate=args.rate, duration=args.load_seconds, big_history=args.big_history)
         print(report.service_table(svc), file=sys.stderr, flush=True)
-    block = render(command.strip(), probes, results, svc, time.monotonic() - began, args.warmup)
+    pictures: dict[str, str] = {}
+    if args.out and plots.available():
+        for key, result in results.items():
+            pictures[key] = plots.plot(result, plots.picture_path(args.out, key)).name
+    elif args.out:
+        print("matplotlib missing (pip install '.[bench]'): no pictures", file=sys.stderr)
+    block = render(
+        command.strip(), probes, results, svc, time.monotonic() - began, args.warmup, pictures
+    )
     print(block)
     if args.out:
         write(args.out, block)

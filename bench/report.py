@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 
 from bench.downloader import Download
-from bench.run import METRICS_VARIANTS, ScenarioResult
+from bench.run import FLEET_VARIANT, METRICS_VARIANTS, ScenarioResult
 from bench.service import ServiceResult
 
 GOOD_WITHIN = 1.25
@@ -18,6 +18,9 @@ GOOD_WITHIN = 1.25
 (the sidecar's own near-tie band: closer than that is noise, not a wrong pick)."""
 SETTLE = 3
 """Adapted = this many downloads in a row, from that one on, chose well."""
+FIRST = 10
+"""Cold start: the first downloads, started within the sidecar's first probe interval."""
+FLEET_TARGET = 1.1
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -127,6 +130,31 @@ def scenario_table(result: ScenarioResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def first_seconds(result: ScenarioResult, name: str, n: int = FIRST) -> float:
+    """Total seconds of a strategy's first ``n`` downloads (by start)."""
+    downloads = sorted(result.downloads.get(name, []), key=lambda d: d.start)[:n]
+    return sum(d.seconds for d in downloads)
+
+
+def first_table(result: ScenarioResult, n: int = FIRST) -> str:
+    """The cold start in figures: each strategy's first ``n`` downloads against the oracle's."""
+    oracle = first_seconds(result, "oracle", n)
+    last = sorted(d.start for d in result.downloads.get("oracle", []))[:n]
+    interval = result.scenario.probe.get("latency_interval", "5s")
+    lines = [
+        f"First {n} downloads, started within {last[-1] if last else 0:.1f} s of the cold "
+        f"start (the fresh sidecars spread their first probes over {interval}):",
+        "",
+        f"| strategy | first {n} total s | x oracle |",
+        "| --- | ---: | ---: |",
+    ]
+    for name in result.downloads:
+        total = first_seconds(result, name, n)
+        ratio = total / oracle if oracle else math.nan
+        lines.append(f"| {name} | {total:.2f} | {ratio:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _size(n: int) -> str:
     return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n // 1024} KiB"
 
@@ -220,6 +248,18 @@ def checks(results: dict[str, ScenarioResult], svc: ServiceResult | None) -> lis
                     f"(b) {variant} >= 1.5x faster than the worst static strategy",
                     f"{speedup:.2f}x ({worst.strategy})",
                     speedup >= 1.5,
+                )
+            )
+    for key, result in results.items():
+        if result.scenario.fleet and "oracle" in result.downloads:
+            oracle = first_seconds(result, "oracle")
+            ratio = first_seconds(result, FLEET_VARIANT) / oracle if oracle else math.nan
+            without = first_seconds(result, "metrics") / oracle if oracle else math.nan
+            out.append(
+                Check(
+                    f"({key}) {FLEET_VARIANT}, first {FIRST} downloads <= {FLEET_TARGET}x oracle",
+                    f"{ratio:.2f}x (without the prior: {without:.2f}x)",
+                    ratio <= FLEET_TARGET,
                 )
             )
     probe = sum(r.probe_bytes.get("metrics", 0.0) for r in results.values())

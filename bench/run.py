@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import random
+import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from bench.choosers import Chooser, LocationOrder, Metrics, Oracle, Random, StoreType
 from bench.downloader import Download, download
 from bench.emulator import Emulator, EmulatorProcess, Image, make_images, sizes_between
+from bench.fleet import fleet
 from bench.scenarios import Scenario
 from bench.sidecar_proc import Sidecar
 from strategies.nova import ProgressReporter
@@ -43,6 +46,9 @@ METRICS_VARIANTS: dict[str, float] = {
     "metrics (no progress)": 0.0,
 }
 STRATEGIES = ("location_order", "store_type", "random", *METRICS_VARIANTS, "oracle")
+#: The cold-start scenario's variant: a fresh sidecar with ``[fleet]`` (bench/fleet.py).
+FLEET_VARIANT = "metrics (fleet prior)"
+FLEET_STRATEGIES = ("location_order", "store_type", "random", "metrics", FLEET_VARIANT, "oracle")
 
 #: The sidecar's estimator for a compressed clock: a bench minute stands for much
 #: more, so the first ejection lasts 5 s instead of 60 s (the rest are defaults).
@@ -96,10 +102,18 @@ def run_scenario(
     *,
     probes: str,
     seed: str = "bench",
-    strategies: tuple[str, ...] = STRATEGIES,
+    strategies: tuple[str, ...] | None = None,
     warmup: float = 3.0,
 ) -> ScenarioResult:
-    """``probes``: ``sidecar`` (its own scheduler, ``[[probe.targets]]``) or ``off``."""
+    """``probes``: ``sidecar`` (its own scheduler, ``[[probe.targets]]``) or ``off``.
+
+    A cold-start scenario (``scenario.fleet``) runs :data:`FLEET_STRATEGIES` with no
+    warm-up, and first starts the fleet the fresh ``metrics (fleet prior)`` joins.
+    """
+    if strategies is None:
+        strategies = FLEET_STRATEGIES if scenario.fleet else STRATEGIES
+    if scenario.fleet:
+        warmup = 0.0
     sizes = sizes_between(
         scenario.image_count, scenario.size_low, scenario.size_high, f"{seed}/{scenario.key}"
     )
@@ -114,13 +128,28 @@ def run_scenario(
             if probes == "sidecar"
             else None
         )
+        joining = ""
+        if scenario.fleet:
+            probe_urls = [emulator.url(n, emulator.probe_path) for n in emulator.servers]
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-"))
+            info = stack.enter_context(
+                fleet(Path(workdir), probe_urls, estimator=BENCH_ESTIMATOR, probe=BENCH_PROBE)
+            )
+            joining = info.config()
         sidecars = {
             name: stack.enter_context(
-                Sidecar(estimator=BENCH_ESTIMATOR, probe_targets=targets, probe=BENCH_PROBE)
+                Sidecar(
+                    estimator=BENCH_ESTIMATOR,
+                    probe_targets=targets,
+                    probe={**BENCH_PROBE, **scenario.probe},
+                    extra=joining if name == FLEET_VARIANT else "",
+                )
             )
             for name in strategies
-            if name in METRICS_VARIANTS
+            if name in METRICS_VARIANTS or name == FLEET_VARIANT
         }
+        if FLEET_VARIANT in sidecars:
+            _wait_for_prior(sidecars[FLEET_VARIANT])
         result.downloads = _run_timeline(
             scenario, emulator, backend, sidecars, jobs, strategies, probes, result, warmup
         )
@@ -138,7 +167,21 @@ def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str
         return Oracle(emulator)
     if name in METRICS_VARIANTS:
         return Metrics(sidecars[name].url, name=name, progress=METRICS_VARIANTS[name])
+    if name == FLEET_VARIANT:
+        return Metrics(sidecars[name].url, name=name, progress=PROGRESS_INTERVAL)
     raise ValueError(name)
+
+
+def _wait_for_prior(sidecar: Sidecar, timeout: float = 30.0) -> None:
+    """Until the fresh sidecar's first query of Prometheus answered (about a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(sidecar.url + "/readyz", timeout=5).json().get("fleet", "")
+        if state.startswith("ok: ") and not state.startswith("ok: 0 "):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no fleet prior within {timeout}s: {state}")
+        time.sleep(0.1)  # polling with a deadline
 
 
 def _run_timeline(

@@ -1,4 +1,4 @@
-"""The five scenarios: backend speeds, changes over time, and the image mix.
+"""The scenarios: backend speeds, changes over time, the image mix, a cold start.
 
 Every scenario uses the same five locations in the same Glance order
 (b1 s3, b2 http, b3 s3, b4 http, b5 http). ``location_order`` therefore always
@@ -27,6 +27,11 @@ class Scenario:
     changes: list[Change] = field(default_factory=list)
     chunk: int = 16 * KiB
     """The emulator's write size (token-bucket burst): larger for large images, to spare CPU."""
+    fleet: bool = False
+    """Cold start: the sidecars start with the timeline, and ``metrics (fleet prior)`` joins
+    a fleet whose peers measured every backend (bench/fleet.py)."""
+    probe: dict[str, str | float | int] = field(default_factory=dict)
+    """Changes to the bench's probe settings for the fresh sidecars of this scenario."""
 
 
 def _speeds(**table: tuple[float, float]) -> dict[str, Speed]:
@@ -108,6 +113,20 @@ SCENARIOS: dict[str, Scenario] = {
             duration=40.0,
             chunk=64 * KiB,
         ),
+        Scenario(
+            "f",
+            "cold start: a fresh node joins a fleet that measured every backend",
+            HETEROGENEOUS,
+            image_count=12,
+            size_low=1 * MiB,
+            size_high=12 * MiB,
+            downloads=30,
+            duration=15.0,
+            fleet=True,
+            # The first probes are spread over the first latency interval: make it
+            # span the downloads, as 5 min does on a real node (the peers keep 5 s).
+            probe={"latency_interval": "60s", "throughput_interval": "120s"},
+        ),
     )
 }
 
@@ -125,4 +144,6 @@ def reduced(scenario: Scenario, *, downloads: int, images: int, duration: float)
         duration=duration,
         changes=scenario.changes,
         chunk=scenario.chunk,
+        fleet=scenario.fleet,
+        probe=scenario.probe,
     )

@@ -48,6 +48,7 @@ class Sidecar:
         probe: dict[str, str | float | int] | None = None,
         history: Path | None = None,
         node_id: str = "bench-node",
+        extra: str = "",
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
         self.port = free_port()
@@ -73,7 +74,7 @@ class Sidecar:
             for url in probe_targets:
                 lines += ["[[probe.targets]]", f"url = {toml_str(url)}"]
         self.config_path = self.dir / "sidecar.toml"
-        self.config_path.write_text("\n".join(lines) + "\n")
+        self.config_path.write_text("\n".join(lines) + "\n" + extra)
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_seconds: float | None = None
 

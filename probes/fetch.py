@@ -1,4 +1,4 @@
-"""A timed, bounded HTTP GET shared by the http, s3 and swift probes.
+"""A timed, bounded HTTP request shared by the http, s3 and swift probes.
 
 httpx's transport hides the network backend, so this drives httpcore (the
 engine under httpx) directly with a network backend that resolves names
@@ -80,11 +80,14 @@ class BadHeader(Exception):
 
 def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """Headers as the HTTP library takes them; :class:`BadHeader` for a value
-    with control characters or outside Latin-1, before anything is sent."""
+    the library would refuse (control characters, white space at either end,
+    outside Latin-1), before anything is sent."""
     encoded = []
     for name, value in headers.items():
         if _BAD_VALUE.search(value):
             raise BadHeader(f"the {name} header would hold control characters: not sent")
+        if value != value.strip(" \t"):
+            raise BadHeader(f"the {name} header would start or end with white space: not sent")
         try:
             encoded.append((name.encode("latin-1"), value.encode("latin-1")))
         except UnicodeEncodeError:
@@ -201,33 +204,6 @@ def ssl_context(limits: ProbeLimits) -> ssl.SSLContext:
     if limits.ca_file:
         return ssl.create_default_context(cafile=limits.ca_file)
     return ssl.create_default_context()
-
-
-async def get(
-    url: str,
-    headers: dict[str, str],
-    limits: ProbeLimits,
-    phases: Phases,
-    *,
-    gate: Gate,
-    max_bytes: int,
-    progress: Progress | None = None,
-    keep_body: int = 0,
-    read_body: bool = True,
-) -> Fetched:
-    """One GET on a fresh connection, reading at most ``max_bytes`` of the body."""
-    return await request(
-        "GET",
-        url,
-        headers,
-        limits,
-        phases,
-        gate=gate,
-        max_bytes=max_bytes,
-        progress=progress,
-        keep_body=keep_body,
-        read_body=read_body,
-    )
 
 
 async def request(

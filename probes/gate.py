@@ -45,6 +45,8 @@ def normal_host(host: str) -> str:
     forms ``getaddrinfo`` also accepts (``127.1``, ``0177.0.0.1``, ``2130706433``).
     """
     text = host.strip("[]").lower()
+    if "%" in text:
+        raise BadHost(f"host {_shown(host)} is percent-encoded or zoned: not allowed")
     if ":" in text:
         try:
             return ipaddress.IPv6Address(text).compressed

@@ -42,7 +42,8 @@ async def _run(run: Run, url: str, user: str | None, password: str | None) -> No
         token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     for hop in range(limits.max_redirects + 1):
-        fetched = await fetch.get(
+        fetched = await fetch.request(
+            "GET",
             url,
             headers,
             limits,

@@ -8,6 +8,7 @@ result holds none.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from probes.result import ProbeResult
 
@@ -82,8 +83,12 @@ def cli_probe(
     as_json: bool = False,
     timeout: float = 30.0,
     ca_file: str | None = None,
+    allow_host: Callable[[str], bool] | None = None,
 ) -> tuple[int, str]:
     """One-off probe for ``location-sidecar probe URL``: ``(exit status, text)``.
+
+    ``allow_host``: other hosts it may connect to (``--allow-host``); ``None``: the
+    URL's own host only.
 
     Exit status 0 when the probe succeeded (or none is needed), 1 on an error,
     3 when the backend cannot be measured from here (2 stays the CLI's "bad
@@ -93,7 +98,9 @@ def cli_probe(
 
     from probes import ProbeLimits, probe_url
 
-    limits = ProbeLimits(max_bytes=max_bytes, timeout=timeout, ca_file=ca_file)
+    limits = ProbeLimits(
+        max_bytes=max_bytes, timeout=timeout, ca_file=ca_file, allow_host=allow_host
+    )
     result = asyncio.run(probe_url(url, limits))
     status = {"ok": 0, "not_needed": 0, "error": 1}.get(result.outcome, 3)
     return status, render(result, as_json=as_json)

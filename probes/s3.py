@@ -90,7 +90,8 @@ async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
 
 async def _run(run: Run, location: S3Location) -> None:
     headers = {"User-Agent": "location-sidecar-probe", **range_header(run.limits.max_bytes)}
-    fetched = await fetch.get(
+    fetched = await fetch.request(
+        "GET",
         location.object_url,
         signed_headers(location, headers),
         run.limits,

@@ -97,7 +97,8 @@ def auth_version(creds: SwiftCredentials, auth_url: str) -> str:
 async def _auth_v1(
     creds: SwiftCredentials, auth_url: str, limits: ProbeLimits, gate: Gate
 ) -> Token:
-    fetched = await fetch.get(
+    fetched = await fetch.request(
+        "GET",
         auth_url,
         {"X-Auth-User": creds.user, "X-Auth-Key": creds.key},
         limits,
@@ -279,7 +280,8 @@ async def _run(
         if storage_url is None:  # named by the auth reply: the gate decides
             check_storage_url(base, auth_url, run.gate, version)
         run.phases = Phases(auth=run.phases.auth)
-        fetched = await fetch.get(
+        fetched = await fetch.request(
+            "GET",
             f"{base.rstrip('/')}/{quote(location.container)}/{quote(location.obj)}",
             {"X-Auth-Token": token.token, **range_header(run.limits.max_bytes)},
             run.limits,

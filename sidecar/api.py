@@ -267,6 +267,7 @@ class SidecarAPI:
 
     async def readyz(self) -> JSONResponse:
         """History writable and background tasks alive."""
+        now = self.core.clock()
         checks: dict[str, str] = {}
         try:
             await asyncio.wait_for(asyncio.wrap_future(self.core.history.submit_check()), 5.0)
@@ -276,7 +277,8 @@ class SidecarAPI:
         dead = self.dead_tasks()
         checks["tasks"] = f"dead: {', '.join(dead)}" if dead else "ok"
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, "fleet": self.core.fleet.describe(now)}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(self) -> Response:
         """Prometheus text format."""

@@ -121,7 +121,7 @@ class RankedLocationOut(BaseModel):
 
 class RankResponse(BaseModel):
     strategy: str
-    mode: Literal["metrics", "fallback", "static"]
+    mode: Literal["metrics", "fleet", "fallback", "static"]
     reason: str
     locations: list[RankedLocationOut]
     prefer: list[str] = Field(description="Store ids from metadata.store, best first, unique")
@@ -282,3 +282,8 @@ class ErrorResponse(BaseModel):
 class ReadyResponse(BaseModel):
     ready: bool
     checks: dict[str, str] = Field(description="'ok', or why not, per check (history, tasks)")
+    fleet: str = Field(
+        default="off",
+        description="The fleet prior: off, ok, stale or unreachable, with details; "
+        "never affects readiness",
+    )

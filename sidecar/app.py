@@ -152,6 +152,8 @@ def create_app(
     supervisor.add("settle", core.settle_forever)
     if core.scheduler.wanted:
         supervisor.add("probe-scheduler", core.scheduler.run)
+    if config.fleet.enabled:
+        supervisor.add("fleet", core.fleet.run)
     app.add_middleware(LimitsMiddleware, duration=core.metrics.http_duration)
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(

@@ -11,7 +11,7 @@ import datetime
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from strategies import StrategyConfig, available_strategies, defaults, get_ordered_locations
@@ -354,10 +354,25 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from probes.report import cli_probe
 
     status, text = cli_probe(
-        args.url, max_bytes=max_bytes, as_json=args.json, timeout=timeout, ca_file=args.ca_file
+        args.url,
+        max_bytes=max_bytes,
+        as_json=args.json,
+        timeout=timeout,
+        ca_file=args.ca_file,
+        allow_host=_probe_policy(args.allow_host),
     )
     print(text)
     return status
+
+
+def _probe_policy(patterns: list[str] | None) -> Callable[[str], bool] | None:
+    """``--allow-host`` patterns, matched as the daemon matches ``probe.learn_from``."""
+    if not patterns:
+        return None
+    from sidecar.probe_config import ProbeConfig
+
+    config = ProbeConfig.model_validate({"learn_from": patterns})
+    return lambda host: config.host_allowed(host, host)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -446,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--bytes", default="1MiB", help="bytes to read (default 1MiB)")
     probe.add_argument("--timeout", default="30s", help="hard limit (default 30s)")
     probe.add_argument("--ca-file", help="PEM bundle for TLS instead of the system store")
+    probe.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="PATTERN",
+        help="another host the probe may connect to (a redirect, a Swift storage URL, a "
+        "Keystone endpoint), as in probe.learn_from; repeatable (default: the URL's own host)",
+    )
     probe.add_argument("--json", action="store_true", help="print the result as JSON")
     probe.set_defaults(func=_cmd_probe)
     return parser

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from sidecar.fleet_config import FleetConfig, NodeConfig, check_match_labels
 from sidecar.probe_config import ProbeConfig
 from sidecar.settings import ConfigError as ConfigError  # part of this module's API
 from sidecar.settings import (
@@ -209,11 +210,17 @@ class SidecarConfig(Section):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     _strategy: StrategyConfig = PrivateAttr()
     _source: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _build_strategy(self, info: ValidationInfo) -> SidecarConfig:
+        try:
+            check_match_labels(self.fleet, self.node)
+        except Expected as exc:
+            raise Expected(exc.expected, key=f"fleet.{exc.key}", shown=exc.shown) from None
         store_group = dict(self.store_type_location_strategy)
         store_group.setdefault("store_type_preference", list(defaults.STORE_TYPE_PREFERENCE))
         metrics_group = dict(self.metrics_location_strategy)
@@ -289,7 +296,7 @@ def load_config(
     return config
 
 
-def warn_if_readable_by_others(path: Path) -> bool:
+def warn_if_readable_by_others(path: Path, *, holds: str = "server.auth_token") -> bool:
     """Log one warning when ``path`` (holding a token) is readable by group or others."""
     try:
         mode = path.stat().st_mode
@@ -298,8 +305,9 @@ def warn_if_readable_by_others(path: Path) -> bool:
     if not mode & (stat.S_IRGRP | stat.S_IROTH):
         return False
     LOG.warning(
-        "%s holds server.auth_token but is readable by %s (mode %04o): chmod 600 it",
+        "%s holds %s but is readable by %s (mode %04o): chmod 600 it",
         path,
+        holds,
         "group and others"
         if mode & stat.S_IRGRP and mode & stat.S_IROTH
         else "group"

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import probes
 from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
+from sidecar.fleet import Fleet
 from sidecar.history import History, HistoryError
 from sidecar.metrics import SidecarMetrics
 from sidecar.samples import Sample
@@ -49,7 +50,7 @@ MAX_PENDING = 4096
 MAX_PLACES = 4096
 """URLs whose placement is remembered (in memory only); the memo is emptied when full."""
 
-RankMode = Literal["metrics", "fallback", "static"]
+RankMode = Literal["metrics", "fleet", "fallback", "static"]
 
 
 def package_version() -> str:
@@ -133,6 +134,7 @@ class SidecarCore:
             clock=clock,
             default_image_size=config.strategy.metrics.default_image_size,
         )
+        self.fleet = Fleet.install(config, clock, self.metrics.registry)
         policy = config.strategy.metrics
         self.scheduler = ProbeScheduler(
             config.probe,
@@ -154,7 +156,7 @@ class SidecarCore:
         self._places: dict[str, tuple[Backend | None, str | None]] = {}
         self._rank_counts = {
             mode: self.metrics.rank_requests.labels(mode)
-            for mode in ("metrics", "fallback", "static")
+            for mode in ("metrics", "fleet", "fallback", "static")
         }
         self._pending: dict[tuple[str, str | None, str | None], float] = {}
         self._wake = asyncio.Event()
@@ -250,15 +252,19 @@ class SidecarCore:
         mode: RankMode
         ranked: Sequence[RankedLocation | StaticPlace]
         if name == "metrics":
-            ranking = rank(context, self.estimators.stats(now, context.keys()))
+            keys = context.keys()
+            stats = self.fleet.with_priors(self.estimators.stats(now, keys), keys, now)
+            ranking = rank(context, stats)
             ranked, mode, reason = ranking.locations, ranking.mode, ranking.reason
         else:
             ordered = get_strategy(name).get_ordered_locations(
                 locations, store_type_preference=settings.store_type_preference
             )
-            keys = {p.location["url"]: p.backend.key if p.backend else None for p in context.placed}
+            by_url = {
+                p.location["url"]: p.backend.key if p.backend else None for p in context.placed
+            }
             ranked = [
-                StaticPlace(location, keys.get(location["url"]), f"{name}: position {n}")
+                StaticPlace(location, by_url.get(location["url"]), f"{name}: position {n}")
                 for n, location in enumerate(ordered, 1)
             ]
             mode, reason = "static", f"static strategy {name}: measurements not used"

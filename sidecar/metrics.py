@@ -126,7 +126,7 @@ class SidecarMetrics:
         self.rank_requests = Counter(
             PREFIX + "rank_requests", "Ranking requests by answer mode", ["mode"], registry=r
         )
-        for mode in ("metrics", "fallback", "static"):
+        for mode in ("metrics", "fleet", "fallback", "static"):
             self.rank_requests.labels(mode)
         self.http_duration = Histogram(
             PREFIX + "http_request_duration_seconds",

@@ -77,6 +77,24 @@ def _patterns(value: object) -> tuple[str, ...]:
     return tuple(p.lower() for p in patterns)
 
 
+def host_matches(host: str, pattern: str) -> bool:
+    """Glob ``pattern`` against ``host`` one dot-separated label at a time.
+
+    ``*`` never matches across a dot, except a leading ``*.``, which stands for
+    one or more whole labels: ``*.swift.example.org`` admits
+    ``a.b.swift.example.org`` but ``10.0.*`` does not admit ``10.0.1.2``.
+    """
+    labels, wanted = host.split("."), pattern.split(".")
+    if len(wanted) > 1 and wanted[0] == "*":
+        tail = wanted[1:]
+        if len(labels) <= len(tail) or not all(labels[: len(labels) - len(tail)]):
+            return False
+        labels, wanted = labels[len(labels) - len(tail) :], tail
+    return len(labels) == len(wanted) and all(
+        fnmatch.fnmatchcase(label, glob) for label, glob in zip(labels, wanted, strict=True)
+    )
+
+
 class ProbeConfig(Section):
     """Tunables of the probe scheduler."""
 
@@ -116,11 +134,22 @@ class ProbeConfig(Section):
         return targets
 
     def host_allowed(self, host: str | None, key: str) -> bool:
-        """Whether a learned location (its host, or its backend key) matches ``learn_from``."""
-        names = [key.lower()]
-        if host:
-            names.append(host.lower().strip("[]"))
-        return any(fnmatch.fnmatchcase(n, p) for p in self.learn_from for n in names)
+        """Whether a learned location (its host, or its backend key) matches ``learn_from``.
+
+        ``*`` admits everything; a pattern with ``://`` matches backend keys; any
+        other matches host names label by label (:func:`host_matches`), so
+        ``127.0.0.*`` never admits ``127.0.0.1.evil.example``.
+        """
+        name = host.lower().strip("[]") if host else None
+        for pattern in self.learn_from:
+            if pattern == "*":  # everything, hosts and keys alike
+                return True
+            if "://" in pattern:
+                if fnmatch.fnmatchcase(key.lower(), pattern):
+                    return True
+            elif name is not None and host_matches(name, pattern):
+                return True
+        return False
 
     def path_allowed(self, path: str | None) -> bool:
         """Whether a file path lies under one of ``file_roots``."""

@@ -3,8 +3,9 @@
 Targets are the ``[[probe.targets]]`` of the config plus locations learnt from
 ``/v1/rank`` requests, but only those whose host (or backend key) matches
 ``probe.learn_from`` and, for ``file://``, whose path lies under
-``probe.file_roots``; anything else is never contacted. Redirects only go to
-such hosts (or a configured target's host).
+``probe.file_roots``; anything else is never contacted. Redirects, Swift
+storage URLs and Keystone endpoints only go to such hosts (or a configured
+target's host): ``allow_host`` is the policy of every probe's gate (``probes.gate``).
 
 A learned URL may carry credentials (Glance puts them there). It is kept in
 memory only, in its planned target keyed by the redacted backend key: history,
@@ -227,7 +228,8 @@ class ProbeScheduler:
         return None
 
     def allow_host(self, host: str) -> bool:
-        """Redirect policy: a learn_from host or a configured target's host."""
+        """Where probes may connect besides a location's own host (``probes.gate``):
+        a learn_from host or a configured target's host."""
         return host in self.configured_hosts or self.config.host_allowed(host, host)
 
     # -- what /v1/backends says -------------------------------------------------------

@@ -67,3 +67,15 @@ PROBE_BUDGET_PER_HOUR = 64 * MiB
 PROBE_MAX_REDIRECTS = 3
 PROBE_MAX_LEARNED = 256
 PROBE_MAX_PARALLEL = 4
+
+# -- the fleet prior (off unless fleet.prometheus_url is set) --------------------------
+FLEET_REFRESH = 60.0
+"""Seconds between two queries of Prometheus (jittered by ``FLEET_JITTER``)."""
+FLEET_JITTER = 0.2
+FLEET_TIMEOUT = 5.0
+"""Hard limit of one query, connect to last byte."""
+FLEET_MAX_AGE = 600.0
+"""A prior older than this (Prometheus unreachable meanwhile) is not used any more."""
+FLEET_MAX_BYTES = 1 * MiB
+"""Largest answer read from Prometheus; a larger one is dropped."""
+FLEET_MAX_BACKENDS = 1024

@@ -9,7 +9,9 @@ Order of the answer (see ARCHITECTURE.md, Ranking):
 1. ``rbd://`` locations on this node's own Ceph cluster (a clone costs nothing);
 2. fresh, healthy backends by ``latency + size / throughput``; those within
    ``near_tie_band`` of the best are shuffled deterministically by
-   (node id, image id) so one node is stable and the fleet spreads;
+   (node id, image id) so one node is stable and the fleet spreads; merged
+   among them, backends without fresh local data but with a fleet prior
+   (other nodes' estimates; :mod:`strategies.prior`);
 3. stale, unmeasured or unusable (non-finite) backends, in ``store_type`` order;
 4. ejected backends, in ``store_type`` order;
 5. locations without a usable URL, in input order.
@@ -32,13 +34,15 @@ from strategies import defaults
 from strategies._glance_conf import glance_store_type_preference
 from strategies.errors import InvalidSetting
 from strategies.placement import Placed, place, place_all
+from strategies.prior import PriorCandidate, merge_priors
 from strategies.reasons import Mode, RankedLocation, Ranking, Reason, why_text
-from strategies.stats import BackendStats, Freshness
+from strategies.stats import BackendStats, FleetPrior, Freshness
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
 __all__ = [
     "BackendStats",
+    "FleetPrior",
     "InMemoryStatsSource",
     "MetricsPolicy",
     "Placed",
@@ -203,6 +207,8 @@ class _Fresh(NamedTuple):
     location: dict[str, Any]
     info: BackendStats
     age: float | None
+    prior: FleetPrior | None = None
+    """Set when the cost is the fleet prior's (no fresh local data)."""
 
 
 def _unranked(
@@ -213,7 +219,10 @@ def _unranked(
 ) -> RankedLocation | _Fresh:
     """A placed location's entry, or a :class:`_Fresh` candidate to order by cost."""
     now, max_age = context.now, context.policy.max_age
-    if info is None:
+    prior = None if info is None else info.prior
+    if info is None or (
+        prior is not None and not prior.usable(now) and info == BackendStats(prior=prior)
+    ):  # nothing from this node, and no usable prior
         return RankedLocation(location, Reason.NEVER_MEASURED, why_text(Reason.NEVER_MEASURED), key)
     age = info.age(now)
     if info.ejected(now):
@@ -226,6 +235,9 @@ def _unranked(
         cost = info.expected_seconds(context.size) if state is Freshness.FRESH else None
         if cost is not None:
             return _Fresh(cost, key, location, info, age)
+        prior_cost = None if prior is None else prior.expected_seconds(context.size, now)
+        if prior is not None and prior_cost is not None:
+            return _Fresh(prior_cost, key, location, info, prior.age(now), prior)
         if state is Freshness.UNUSABLE:
             reason, why = Reason.UNUSABLE, why_text(Reason.UNUSABLE, detail=info.problem())
         elif state is Freshness.FRESH:  # estimates fine, but no finite cost for this size
@@ -291,7 +303,9 @@ def rank(
         else:
             stale.append(entry)
 
-    ranked_fresh = _order_fresh(fresh, policy, context.image_id)
+    priors = [PriorCandidate(f.cost, f.key, f.location, f.prior, f.age) for f in fresh if f.prior]
+    ranked_fresh = _order_fresh([f for f in fresh if f.prior is None], policy, context.image_id)
+    ranked_fresh = merge_priors(ranked_fresh, priors, policy.near_tie_band)
     stale = _in_store_type_order(stale, context.preference, context.uri_key)
     ejected = _in_store_type_order(ejected, context.preference, context.uri_key)
 
@@ -299,10 +313,14 @@ def rank(
     if local or ranked_fresh:
         mode: Mode = "metrics"
         default = "" if context.image_size is not None else " (default)"
+        measured = len(local) + len(ranked_fresh) - len(priors)
+        by_fleet = f", {len(priors)} ranked by the fleet prior" if priors else ""
         reason = (
-            f"{len(local) + len(ranked_fresh)} of {total} locations have fresh data; "
+            f"{measured} of {total} locations have fresh data{by_fleet}; "
             f"image size {context.size} bytes{default}"
         )
+        if (local + ranked_fresh)[0].reason is Reason.FLEET_PRIOR:
+            mode = "fleet"
         ordered = local + ranked_fresh + stale + ejected + invalid
     else:
         mode = "fallback"

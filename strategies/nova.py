@@ -58,7 +58,7 @@ from strategies.sidecar_client import SidecarError, default_url, request_json
 from strategies.store_type import normalize_preference
 from strategies.store_type import order as store_type_order
 
-Mode = Literal["metrics", "fallback", "static", "sidecar_down"]
+Mode = Literal["metrics", "fleet", "fallback", "static", "sidecar_down"]
 
 #: Used when the sidecar is down: the sidecar's own fallback order, so both sides agree.
 DEFAULT_PREFERENCE = defaults.STORE_TYPE_PREFERENCE
@@ -204,7 +204,7 @@ def plan_download(
     mode = answer.get("mode")
     return DownloadPlan(
         locations=ordered + no_url,
-        mode=mode if mode in ("metrics", "fallback", "static") else "static",
+        mode=mode if mode in ("metrics", "fleet", "fallback", "static") else "static",
         reason=str(answer.get("reason") or ""),
         prefer=prefer_of(ordered),
         duplicates_removed=removed,

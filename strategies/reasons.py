@@ -11,8 +11,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Mode = Literal["metrics", "fallback"]
-Group = Literal["local", "fresh", "stale", "ejected", "invalid"]
+Mode = Literal["metrics", "fleet", "fallback"]
+"""``fleet``: the first location holds its place by the fleet prior."""
+Group = Literal["local", "fresh", "fleet", "stale", "ejected", "invalid"]
 
 
 class Reason(enum.Enum):
@@ -24,6 +25,8 @@ class Reason(enum.Enum):
     NEAR_TIE = "near_tie"
     """Within ``near_tie_band`` of the best: spread by node and image."""
     COSTLIER = "costlier"
+    FLEET_PRIOR = "fleet_prior"
+    """No fresh data of this node: ranked by what other nodes with its labels measured."""
     NEVER_MEASURED = "never_measured"
     STALE = "stale"
     """No good sample, or the newest one is older than ``max_age``."""
@@ -44,6 +47,7 @@ _GROUPS: dict[Reason, Group] = {
     Reason.LOWEST_COST: "fresh",
     Reason.NEAR_TIE: "fresh",
     Reason.COSTLIER: "fresh",
+    Reason.FLEET_PRIOR: "fleet",
     Reason.NEVER_MEASURED: "stale",
     Reason.STALE: "stale",
     Reason.NO_ESTIMATE: "stale",
@@ -58,6 +62,7 @@ _WHY: dict[Reason, str] = {
     Reason.LOWEST_COST: "fresh: {cost}, the lowest cost",
     Reason.NEAR_TIE: "fresh: {cost}, within {band:g}x of the best: spread by node and image",
     Reason.COSTLIER: "fresh: {cost} ({ratio:.2f}x the best)",
+    Reason.FLEET_PRIOR: "fleet prior from {nodes} node{s}{scope}: {cost:.3g} s",
     Reason.NEVER_MEASURED: "never measured: store_type order",
     Reason.STALE: "stale ({detail}, max_age {max_age:.0f} s): store_type order",
     Reason.NO_ESTIMATE: "no {detail} estimate yet: store_type order",

@@ -51,6 +51,9 @@ class BackendStats:
     ejected_until: float | None = None
     """Epoch seconds until which the backend is ejected; ``None`` when healthy."""
     ejected_reason: str | None = None
+    prior: FleetPrior | None = None
+    """What other nodes measured (the fleet prior); used only while this node's own data
+    is not fresh, never for ejection (see README.md, Fleet prior)."""
 
     def ejected(self, now: float) -> bool:
         """Ejected at ``now`` (an ejection that never ends is not a real one: unusable)."""
@@ -121,3 +124,50 @@ class BackendStats:
         except OverflowError:  # an integer size too large for a float
             return None
         return cost if math.isfinite(cost) else None
+
+
+@dataclass(frozen=True)
+class FleetPrior:
+    """Other nodes' estimates of one backend: the median over the nodes whose labels match.
+
+    Only a stand-in for this node's own data: :func:`strategies.metrics.rank` uses it
+    for a backend without fresh local data, and never imports an ejection from it.
+    """
+
+    latency_seconds: float
+    throughput_bytes_per_second: float
+    nodes: int
+    """How many nodes had fresh data of the backend."""
+    scope: str
+    """The labels the nodes shared with this one, e.g. ``zone=a`` (empty: the whole fleet)."""
+    fetched_at: float
+    """Epoch seconds of the query that produced it."""
+    expires_at: float
+    """Epoch seconds after which it is not used any more (``fetched_at + fleet.max_age``)."""
+    age_seconds: float = 0.0
+    """Median age of the nodes' data when it was fetched."""
+
+    def stats(self) -> BackendStats:
+        """The prior as statistics, so its cost is :meth:`BackendStats.expected_seconds`."""
+        return BackendStats(
+            self.latency_seconds,
+            self.throughput_bytes_per_second,
+            newest_good_at=self.fetched_at - self.age_seconds,
+        )
+
+    def age(self, now: float) -> float | None:
+        return self.stats().age(now)
+
+    def usable(self, now: float) -> bool:
+        """Not expired, from at least one node, with finite usable estimates."""
+        return (
+            _real(self.expires_at)
+            and now <= self.expires_at
+            and isinstance(self.nodes, int)
+            and self.nodes >= 1
+            and self.stats().estimated()
+        )
+
+    def expected_seconds(self, size: int | float, now: float) -> float | None:
+        """The cost of ``size`` bytes by the prior, or ``None`` when it is not usable now."""
+        return self.stats().expected_seconds(size) if self.usable(now) else None

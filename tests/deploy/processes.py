@@ -168,17 +168,19 @@ def sandboxed(command: list[str]) -> list[str]:
     return [sys.executable, str(SANDBOX_EXEC), str(artifacts.UNIT), *command]
 
 
-def write_config(workdir: Path, port: int) -> tuple[Path, Path]:
+def write_config(
+    workdir: Path, port: int, node_id: str = "test-node", extra: str = ""
+) -> tuple[Path, Path]:
     history = workdir / "state" / "history.db"
     history.parent.mkdir(parents=True, exist_ok=True)
     config = workdir / "sidecar.toml"
     config.write_text(
         "# Written by tests/deploy: the keys of the sidecar's config contract.\n"
-        'node_id = "test-node"\n'
+        f'node_id = "{node_id}"\n'
         "[server]\n"
         f'listen = "127.0.0.1:{port}"\n'
         "[history]\n"
-        f'path = "{history}"\n'
+        f'path = "{history}"\n' + extra
     )
     return config, history
 
@@ -189,6 +191,8 @@ def run_sidecar(
     env: dict[str, str] | None = None,
     sandbox: bool = True,
     wait_ready: bool = True,
+    node_id: str = "test-node",
+    extra_config: str = "",
 ) -> Iterator[Sidecar]:
     """`location-sidecar serve --config PATH` on a free loopback port, as the unit runs it.
 
@@ -198,7 +202,7 @@ def run_sidecar(
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config, history = write_config(workdir, port)
+    config, history = write_config(workdir, port, node_id, extra_config)
     command = [entry_point(), "serve", "--config", str(config)]
     sandbox = sandbox and sandbox_unsupported() is None
     if sandbox:

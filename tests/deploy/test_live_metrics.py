@@ -91,10 +91,11 @@ def test_labels_are_redacted_keys_and_small_enums(exposition: tuple[Sidecar, str
         "source": {"probe", "report"},
         "outcome": {"ok", "error"},
         "class": {"local", "server", "missing", "auth"},
-        "mode": {"metrics", "fallback", "static"},
+        "mode": {"metrics", "fleet", "fallback", "static"},
         "kind": {"latency", "throughput"},
         "phase": {"resolve", "connect", "tls", "first_byte", "transfer", "total"},
         "reason": {"budget", "fresh_reports", "busy", "not_allowed"},
+        "state": {"off", "ok", "stale", "unreachable"},
     }
     seen_backends: set[str] = set()
     for family in text_string_to_metric_families(text):

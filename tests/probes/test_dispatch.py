@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from probes import PHASES, ProbeLimits, ProbeResult, ProbeTarget, S3Credentials, probe_url
+from probes import (
+    PHASES,
+    ProbeLimits,
+    ProbeResult,
+    ProbeTarget,
+    Reason,
+    S3Credentials,
+    measurability,
+    probe_url,
+)
 from probes.measurable import ceph_bindings as bindings
 from probes.report import render, to_table
 from probes.result import Phases, class_of_status, parse_retry_after
@@ -99,3 +108,37 @@ def test_report_formats() -> None:
     assert data["ok"] is True and data["phases"]["tls"] == 0.003
     assert data["first_byte_seconds"] == pytest.approx(0.016)
     assert set(PHASES) <= set(data["phases"])
+
+
+@pytest.mark.parametrize(
+    ("url_or_key", "ceph", "reason", "outcome"),
+    [
+        ("https://mirror.example/images/x", False, None, "ok"),
+        ("https://mirror.example:443", False, None, "ok"),  # a backend key
+        ("file:///var/lib/glance/images", False, None, "ok"),
+        ("cinder://default", False, Reason.NO_PROBE, "not_measurable"),
+        ("vsphere://vc", False, Reason.NO_PROBE, "not_measurable"),
+        ("swift+config://ref", False, Reason.NO_PROBE, "not_measurable"),
+        ("gopher://example/x", False, Reason.NO_PROBE, "not_measurable"),
+        ("rbd://default", False, Reason.INVALID_URL, "not_measurable"),
+        ("rbd://image-only", True, Reason.INVALID_URL, "not_measurable"),
+        (f"rbd://{FSID}/images", True, Reason.LOCAL_CEPH, "not_needed"),  # key
+        (f"rbd://{FSID}/images/abc/snap", False, Reason.LOCAL_CEPH, "not_needed"),  # URL
+        ("rbd://00000000-0000-4000-8000-00000000ffff/images", False, Reason.NO_CEPH_BINDINGS, None),
+        ("rbd://00000000-0000-4000-8000-00000000ffff/images", True, None, "ok"),
+    ],
+)
+def test_one_measurability_rule_for_urls_and_keys(
+    url_or_key: str, ceph: bool, reason: Reason | None, outcome: str | None
+) -> None:
+    verdict = measurability(url_or_key, local_ceph_fsid=FSID, ceph=ceph)
+    assert verdict.reason is reason and verdict.measurable is (reason is None)
+    assert verdict.outcome == (outcome or "not_measurable")
+    assert bool(verdict.message) is (reason is not None)
+
+
+def test_probe_results_carry_the_typed_reason() -> None:
+    local = asyncio.run(probe_url(f"rbd://{FSID}/images/abc/snap", local_ceph_fsid=FSID))
+    assert local.reason is Reason.LOCAL_CEPH
+    assert asyncio.run(probe_url("cinder://volume-id")).reason is Reason.NO_PROBE
+    assert json.loads(render(local, as_json=True))["reason"] == "local_ceph"

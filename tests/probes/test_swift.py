@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from probes import ProbeLimits, SwiftCredentials, TokenCache, probe_url
+from probes import ProbeLimits, Reason, SwiftCredentials, TokenCache, probe_url
 from probes.report import to_json, to_table
 from probes.swift import parse
 from probes.target import Token
@@ -105,3 +105,24 @@ def test_glance_url_shapes() -> None:
     assert (single.container, single.obj) == ("glance", "img")
     multi = parse("swift://proxy.example/v1/AUTH_p/glance/img")
     assert multi.base_url == "https://proxy.example/v1/AUTH_p" and multi.user is None
+
+
+def test_keystone_catalog_naming_another_host_is_not_followed(swift_cluster: SwiftCluster) -> None:
+    """Keystone on 127.0.0.7 names the real proxy on 127.0.0.5: with only .7 allowed
+    (``learn_from = ["127.0.0.7"]``) the token never reaches the proxy."""
+    password = "ks-pass-gate-77"
+    needle = "GET /v1/AUTH_test/glance/big"
+    with KeystoneStub(swift_cluster, password=password) as keystone:
+        host = keystone.auth_url.removeprefix("http://")
+        url = f"swift+http://demo%3Aglance:{password}@{host}/glance/big"
+        before = sum(needle in line for line in swift_cluster.access_log())
+        only_keystone = replace(LIMITS, allow_host=lambda h: h == "127.0.0.7")
+        refused = asyncio.run(probe_url(url, only_keystone))
+        assert (refused.outcome, refused.reason) == ("not_measurable", Reason.NOT_ALLOWED)
+        assert "(127.0.0.5) is not allowed" in refused.message
+        assert keystone.token_requests == 1
+        # one allowed probe after it: its GET is the only new one in the proxy's log
+        allowed = replace(LIMITS, allow_host=lambda h: h == swift_cluster.host)
+        assert asyncio.run(probe_url(url, allowed)).ok
+        swift_cluster.wait_for_log(needle, count=before + 1)
+        assert sum(needle in line for line in swift_cluster.access_log()) == before + 1

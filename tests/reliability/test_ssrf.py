@@ -161,6 +161,7 @@ def test_the_file_prober_checks_the_real_path(tmp_path: Path, roots: dict[str, P
     assert probe(tmp_path / "root-link" / "alias").ok
     refused = probe(linked / "escape")
     assert refused.outcome == "not_measurable" and "not allowed" in refused.message
+    assert refused.reason is probes.Reason.NOT_ALLOWED
     # a FIFO under a root is not read (open() does not block, no writer needed)
     done = threading.Event()
     result: list[probes.ProbeResult] = []
@@ -168,6 +169,38 @@ def test_the_file_prober_checks_the_real_path(tmp_path: Path, roots: dict[str, P
     worker.start()
     assert done.wait(5)
     assert result[0].outcome == "not_measurable" and "regular file" in result[0].message
+    assert result[0].reason is probes.Reason.NOT_A_FILE
     # without a policy (the CLI's `probe` command: the operator's own path) symlinks work
     free = probes.ProbeLimits(max_bytes=4096, timeout=2)
     assert asyncio.run(probes.probe(probes.ProbeTarget(f"file://{linked}/escape"), free)).ok
+
+
+def test_learn_from_globs_match_hosts_label_by_label() -> None:
+    config = ProbeConfig.model_validate(
+        {"learn_from": ["127.0.0.*", "*.swift.example.org", "rbd://fsid/*"]}
+    )
+    assert config.host_allowed("127.0.0.65", "http://127.0.0.65:80")
+    assert config.host_allowed("a.b.swift.example.org", "x")
+    assert config.host_allowed(None, "rbd://fsid/images")
+    # A DNS name that merely starts like an allowed address resolves anywhere.
+    assert not config.host_allowed("127.0.0.1.evil.example", "http://127.0.0.1.evil.example:80")
+    assert not config.host_allowed("swift.example.org", "x")  # "*." needs a label
+    assert ProbeConfig.model_validate({"learn_from": ["*"]}).host_allowed("anything.at.all", "k")
+
+
+def test_a_learned_host_that_only_starts_like_an_allowed_address_is_never_contacted(
+    tmp_path: Path,
+) -> None:
+    allowed = RangeServer("127.0.0.65", content=CONTENT).start()
+    try:
+        probe = {"learn_from": ["127.0.0.*"], "throughput_bytes": "64KiB"}
+        with running_app(make_config(tmp_path, {"probe": probe})) as srv:
+            evil = f"http://127.0.0.65.evil.example:{allowed.port}/x"
+            rank(srv.client, [allowed.url("/x"), evil])
+            wait_until(lambda: allowed.requests(), what="the allowed host probed")
+            wait_until(
+                lambda: skipped(srv.client, "not_allowed") >= 1, what="the look-alike refused"
+            )
+            assert f"http://127.0.0.65.evil.example:{allowed.port}" not in backends(srv.client)
+    finally:
+        allowed.stop()

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.sidecar.support import SidecarProcess, make_config, run_cli, wait_until, write_toml
-from tests.support.metrics_contract import METRICS, PROBE_METRICS
+from tests.support.metrics_contract import AFTER_FLEET_ANSWER, METRICS, PROBE_METRICS
 
 MiB = 1024 * 1024
 A = "https://user:pw@a.example.org/images/x"
@@ -22,7 +22,9 @@ B = "swift+https://swift.example.org/v1/AUTH_p/glance/x"
 # Families as prometheus_client's parser names them (counters without `_total`); the probe
 # families appear once a probe ran and are checked with the scheduler's tests.
 FAMILIES = {
-    name.removesuffix("_total"): kind for name, kind in METRICS.items() if name not in PROBE_METRICS
+    name.removesuffix("_total"): kind
+    for name, kind in METRICS.items()
+    if name not in PROBE_METRICS | AFTER_FLEET_ANSWER
 }
 
 

@@ -30,9 +30,17 @@ METRICS: dict[str, str] = {
     "location_sidecar_probe_bytes_total": "counter",
     "location_sidecar_probe_budget_remaining_bytes": "gauge",
     "location_sidecar_probes_skipped_total": "counter",
+    # The fleet prior (README.md, Fleet prior).
+    "location_sidecar_fleet_prior_state": "gauge",
+    "location_sidecar_fleet_prior_backends": "gauge",
+    "location_sidecar_fleet_prior_age_seconds": "gauge",
+    "location_sidecar_fleet_queries_total": "counter",
 }
 
 PROBE_METRICS = frozenset(name for name in METRICS if "_probe" in name)
+
+# Exported once the fleet prior has had an answer from Prometheus.
+AFTER_FLEET_ANSWER = frozenset({"location_sidecar_fleet_prior_age_seconds"})
 
 # Series Prometheus makes itself for every target.
 PROMETHEUS_SERIES = frozenset({"up"})
@@ -50,6 +58,7 @@ LABELS = frozenset(
         "phase",
         "reason",
         "version",
+        "state",
         "le",
         "job",
         "instance",
