@@ -61,7 +61,7 @@ clean:
 	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 ## Reliability (tests/reliability/): longer runs than CI's.
-.PHONY: fuzz soak
+.PHONY: fuzz soak attack
 FUZZ_EXAMPLES ?= 1000
 SOAK_SECONDS  ?= 600
 
@@ -73,3 +73,11 @@ fuzz: $(STAMP)
 ## fails on any error, RSS growth >= 10% or a probe starting over 0.5 s off its schedule.
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.load --seconds $(SOAK_SECONDS)
+
+## The data attacks of issue 14 (RELIABILITY.md section 7) against a real daemon, printed;
+## then the start-up memory test with 2,000,000 history rows (about 1 min, ~300 MiB of disk).
+ATTACK_HISTORY_ROWS ?= 2000000
+attack: $(STAMP)
+	$(BIN)/python -m tests.reliability.attack --rows $(ATTACK_HISTORY_ROWS)
+	ATTACK_HISTORY_ROWS=$(ATTACK_HISTORY_ROWS) $(BIN)/python -m pytest -s \
+		tests/reliability/test_startup_memory.py

@@ -52,6 +52,9 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "History not readable or writable now"}
 }
+LIMITED = UNAVAILABLE | {
+    429: {"model": ErrorResponse, "description": "Over history.max_reports_per_second"}
+}
 
 
 class APIError(Exception):
@@ -90,7 +93,7 @@ class SidecarAPI:
             methods=["POST"],
             response_model=ObservationsResponse,
             tags=["measurements"],
-            responses=UNAVAILABLE,
+            responses=LIMITED,
         )
         add("/v1/backends", self.backends, response_model=BackendsResponse, tags=["measurements"])
         add(
@@ -141,12 +144,6 @@ class SidecarAPI:
             key = core.backend_key(item.url)
             if key is None:
                 raise APIError(422, f"observation {index}: cannot place its URL on a backend")
-            try:
-                core.check_new_backend(key, index)
-            except Refused as exc:
-                raise APIError(422, str(exc)) from None
-            if item.partial and not item.ok:
-                raise APIError(422, f"observation {index}: a partial observation has ok true")
             samples.append(
                 Sample(
                     time=now,
@@ -161,6 +158,8 @@ class SidecarAPI:
                     kind="progress" if item.partial else "download",
                 )
             )
+        if wait := core.intake.take(len(samples)):
+            raise APIError(429, f"over {core.intake.rate:g} observations/s: retry in {wait:.2f} s")
         try:
             await core.record_many(samples)
         except HistoryError as exc:

@@ -5,15 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from sidecar.samples import SOURCES
+from sidecar.samples import (
+    MAX_BYTES,
+    MAX_RATE,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    SOURCES,
+    first_byte_problem,
+    seconds_problem,
+)
 from strategies.failures import ERROR_CLASSES, ErrorClass
 
 MAX_LOCATIONS = 256
 MAX_URL_CHARS = 4096
 MAX_OBSERVATIONS = 1000
-MAX_SIZE = 2**53 - 1
+MAX_SIZE = MAX_BYTES
 """8 PiB; JSON numbers above 2**53 lose precision in most parsers (and schema checkers)."""
 
 ErrorClassIn = ErrorClass
@@ -128,15 +145,40 @@ class RankResponse(BaseModel):
 
 
 class ObservationIn(_TextChecked):
-    """A client's real download from one location."""
+    """A client's real download from one location.
+
+    Strict: numbers must be JSON numbers (``"1"`` is refused), unknown fields are
+    refused, and what cannot be true (see ``sidecar.samples``) is a 422 naming
+    the field: a rate above ``MAX_RATE``, a success shorter than ``MIN_SECONDS``,
+    durations above ``MAX_SECONDS``, a first byte after the end, ``ok`` with an
+    ``error`` class, ``partial`` with ``ok`` false.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=MAX_URL_CHARS)
     ok: bool = Field(strict=True)
     bytes: int = Field(default=0, ge=0, le=MAX_SIZE, strict=True)
-    seconds: float = Field(ge=0, allow_inf_nan=False, description="Whole transfer, seconds")
-    first_byte_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    seconds: float = Field(
+        ge=0,
+        le=MAX_SECONDS,
+        strict=True,
+        allow_inf_nan=False,
+        description=f"Whole transfer, seconds; a success takes at least {MIN_SECONDS:g} s, "
+        f"and bytes / seconds is at most {MAX_RATE} (64 GiB/s)",
+    )
+    first_byte_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SECONDS,
+        strict=True,
+        allow_inf_nan=False,
+        description="Seconds to the first byte; not more than seconds",
+    )
     error: ErrorClassIn | None = Field(
-        default=None, description="Failure class when ok is false (null then means server)"
+        default=None,
+        description="Failure class when ok is false (null then means server); "
+        "must be null when ok is true",
     )
     partial: bool = Field(
         default=False,
@@ -145,6 +187,38 @@ class ObservationIn(_TextChecked):
         "of the transfer (after its first byte); counted as a throughput sample only, never "
         "as a finished success (it does not end an ejection); ok must be true",
     )
+
+    @field_validator("seconds")
+    @classmethod
+    def _possible_seconds(cls, seconds: float, info: ValidationInfo) -> float:
+        if "ok" in info.data and "bytes" in info.data:
+            problem = seconds_problem(seconds, ok=info.data["ok"], size=info.data["bytes"])
+            if problem:
+                raise ValueError(problem)
+        return seconds
+
+    @field_validator("first_byte_seconds")
+    @classmethod
+    def _possible_first_byte(cls, fb: float | None, info: ValidationInfo) -> float | None:
+        if fb is not None:
+            problem = first_byte_problem(fb, seconds=info.data.get("seconds"))
+            if problem:
+                raise ValueError(problem)
+        return fb
+
+    @field_validator("error")
+    @classmethod
+    def _error_only_on_failure(cls, error: ErrorClass | None, info: ValidationInfo) -> Any:
+        if error is not None and info.data.get("ok") is True:
+            raise ValueError("a successful observation (ok true) has no error class")
+        return error
+
+    @field_validator("partial")
+    @classmethod
+    def _partial_is_ok(cls, partial: bool, info: ValidationInfo) -> bool:
+        if partial and info.data.get("ok") is False:
+            raise ValueError("a partial observation reports a running transfer: ok must be true")
+        return partial
 
 
 class ObservationsResponse(BaseModel):

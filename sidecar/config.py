@@ -146,6 +146,10 @@ class HistoryConfig(Section):
     rebuild_window: Duration = defaults.HISTORY_REBUILD_WINDOW
     """At start, estimators are rebuilt from the samples of this last stretch of time."""
     prune_interval: Duration = defaults.HISTORY_PRUNE_INTERVAL
+    max_rows: Annotated[int, integer(1000)] = defaults.HISTORY_MAX_ROWS
+    """Oldest samples are deleted past this many rows (whatever their age)."""
+    max_reports_per_second: Annotated[int, integer(1)] = defaults.HISTORY_MAX_REPORTS_PER_SECOND
+    """Observations stored per second through the API (429 above; a burst of 1000 allowed)."""
 
 
 class EstimatorConfig(Section):

@@ -29,7 +29,9 @@ from sidecar.config import SidecarConfig
 from sidecar.estimators import Estimators
 from sidecar.fleet import Fleet
 from sidecar.history import History, HistoryError
+from sidecar.intake import IngestLimit
 from sidecar.metrics import SidecarMetrics
+from sidecar.replay import CLOCK_SKEW, replay
 from sidecar.samples import Sample
 from sidecar.scheduler import Prober, ProbeScheduler
 from sidecar.stores import StoreMap
@@ -43,14 +45,21 @@ from strategies.store_type import normalize_preference
 
 LOG = logging.getLogger(__name__)
 
-MAX_BACKENDS = 1024
-"""Reports may not create more backends than this: memory and label cardinality stay bounded."""
 MAX_PENDING = 4096
 """Distinct (location, store) pairs waiting for :meth:`SidecarCore.settle`; more are dropped."""
 MAX_PLACES = 4096
 """URLs whose placement is remembered (in memory only); the memo is emptied when full."""
 
 RankMode = Literal["metrics", "fleet", "fallback", "static"]
+
+
+def open_history(config: SidecarConfig) -> History:
+    """The daemon's history as configured (not opened yet)."""
+    return History(
+        config.history.path,
+        retention=config.history.retention,
+        max_rows=config.history.max_rows,
+    )
 
 
 def package_version() -> str:
@@ -121,7 +130,9 @@ class SidecarCore:
         self.config = config
         self.clock = clock
         self.stores = StoreMap()
-        self.history = history or History(config.history.path, retention=config.history.retention)
+        self.history = history or open_history(config)
+        self.intake = IngestLimit(config.history.max_reports_per_second)
+        """Client observations stored per second (``history.max_reports_per_second``)."""
         self.estimators = Estimators(
             config.estimator,
             max_age=config.strategy.metrics.max_age,
@@ -177,11 +188,12 @@ class SidecarCore:
 
     def rebuild(self) -> int:
         """Replay recent history into the estimators; returns the samples replayed."""
-        since = self.clock() - self.config.history.rebuild_window
-        samples = self.history.read(since=since)
-        for sample in samples:
-            self.estimators.record(sample)
-        return len(samples)
+        now = self.clock()
+        since, until = now - self.config.history.rebuild_window, now + CLOCK_SKEW
+        cap = self.estimators.max_backends
+        return self.estimators.rebuild(
+            replay(self.history, since=since, until=until, max_backends=cap)
+        )
 
     def close(self) -> None:
         self.history.close()
@@ -216,12 +228,6 @@ class SidecarCore:
             return backend_of(url, file_roots=self.config.strategy.metrics.file_roots).key
         except ValueError:
             return None
-
-    def check_new_backend(self, key: str, index: int) -> None:
-        """Refuse a report that would track more than :data:`MAX_BACKENDS` backends."""
-        backends = self.estimators.backends
-        if key not in backends and len(backends) >= MAX_BACKENDS:
-            raise Refused(f"observation {index}: more than {MAX_BACKENDS} backends")
 
     # -- ranking --------------------------------------------------------------------------
     def rank(

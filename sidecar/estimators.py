@@ -1,8 +1,9 @@
 """Per-backend estimates learnt from samples (see ARCHITECTURE.md, Estimators).
 
 - Latency: a peak-sensitive, time-decayed EWMA (``w = exp(-dt/tau)``, tau about
-  15 min): a slower sample raises the estimate at once, faster ones pull it down
-  slowly, so a backend that just stalled is not trusted again after one good reply.
+  15 min): a slower sample raises the estimate at once (by up to ``MAX_STEP``),
+  faster ones pull it down slowly, so a backend that just stalled is not trusted
+  again after one good reply.
 - Throughput: a time-decayed EWMA (tau about 2 h) that moves most of the way at
   once when a sample falls below half the estimate (a sharp drop is news).
 - A client's real download counts as ``report_weight`` probes.
@@ -19,6 +20,17 @@
   (404) says the object is absent, not that the backend is bad: counted only.
 - When every recently active backend is failing at the same time, the fault is
   most likely this node's own network: nobody is reported ejected.
+- One sample moves an estimate by at most a factor of ``MAX_STEP`` (4) either
+  way: it is clamped to within that factor of the current estimate before it is
+  averaged in (the first sample of a backend sets it, within the physical limits
+  of :mod:`sidecar.samples`). A stall still shows at once (x4 per sample) and a
+  single absurd report is forgotten as fast as an honest one.
+- A success that moved no bytes (``download`` or ``throughput`` with ``bytes``
+  0) measured nothing: it is counted, but neither ends an ejection nor resets
+  the failures in a row.
+- At most ``max_backends`` (1024) backends are tracked; a new one evicts the
+  least recently useful (oldest newest sample, then oldest good one), so a
+  real new backend is never locked out and memory and ``/metrics`` stay bounded.
 
 Updates use the samples' own times, never the clock, so replaying history at
 start-up rebuilds exactly the same state. The clock only enters through ``now``
@@ -29,14 +41,36 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sidecar.config import EstimatorConfig
-from sidecar.samples import SOURCES, Sample
+from sidecar.replay import Replayed
+from sidecar.samples import MAX_RATE, MAX_SECONDS, MIN_SECONDS, SOURCES, Sample
 from strategies.failures import ERROR_CLASSES
 from strategies.stats import BackendStats
 
 _NETWORK_CLASSES = ("local", "server")
+_MOVING_KINDS = ("download", "throughput")
+"""Kinds of success that must move bytes to count as one."""
+
+MAX_STEP = 4.0
+"""One sample moves an estimate by at most this factor, up or down."""
+MAX_BACKENDS = 1024
+"""Backends tracked at once; a new one evicts the least recently useful."""
+
+
+def bounded(x: float, current: float | None, *, unit: float, ceiling: float) -> float:
+    """``x`` within ``[0, ceiling]`` and within ``MAX_STEP`` of ``current`` (when set).
+
+    ``unit`` is the smallest meaningful value: an estimate at 0 may still rise to
+    ``unit * MAX_STEP`` in one step.
+    """
+    x = min(max(x, 0.0), ceiling)
+    if current is None or not math.isfinite(current):
+        return x
+    base = max(current, unit)
+    return min(max(x, current / MAX_STEP), base * MAX_STEP)
 
 
 @dataclass
@@ -106,16 +140,68 @@ class BackendView:
 class Estimators:
     """The estimates of every backend seen; touched from one thread (the event loop)."""
 
-    def __init__(self, config: EstimatorConfig, *, max_age: float, node_id: str = "") -> None:
+    def __init__(
+        self,
+        config: EstimatorConfig,
+        *,
+        max_age: float,
+        node_id: str = "",
+        max_backends: int = MAX_BACKENDS,
+    ) -> None:
         self.config = config
         self.max_age = max_age
         self.node_id = node_id
+        self.max_backends = max_backends
         self.backends: dict[str, BackendState] = {}
+        self.evicted = 0
+        """Backends evicted to make room for a new one."""
+        self.on_evict: list[Callable[[str], None]] = []
+        """Called with the key of each evicted backend (the metrics drop its series)."""
+
+    def _state(self, key: str) -> BackendState:
+        state = self.backends.get(key)
+        if state is None:
+            while len(self.backends) >= self.max_backends:
+                self._evict()
+            state = self.backends[key] = BackendState(key)
+        return state
+
+    def _evict(self) -> None:
+        def usefulness(state: BackendState) -> tuple[float, float]:
+            # Newest sample of any kind first: a failing backend's ejection is worth keeping.
+            return (state.newest_at or -math.inf, state.newest_good_at or -math.inf)
+
+        victim = min(self.backends.values(), key=usefulness).key
+        del self.backends[victim]
+        self.evicted += 1
+        for callback in self.on_evict:
+            callback(victim)
+
+    def rebuild(self, replayed: Iterable[Replayed]) -> int:
+        """Learn from the history's replay; returns the samples replayed.
+
+        The sample and error counts are those of every stored row of the
+        window, not only of the samples replayed.
+        """
+        total = 0
+        for part in replayed:
+            for sample in part.samples:
+                self.record(sample)
+            total += len(part.samples)
+            state = self.backends.get(part.backend)
+            if state is None:
+                continue
+            state.samples = dict.fromkeys(SOURCES, 0)
+            state.errors = dict.fromkeys(ERROR_CLASSES, 0)
+            for source, ok, error_class, rows in part.counts:
+                if source in state.samples:
+                    state.samples[source] += int(rows)
+                if not ok and error_class in state.errors:
+                    state.errors[error_class] += int(rows)
+        return total
 
     def record(self, sample: Sample) -> BackendState:
-        state = self.backends.get(sample.backend)
-        if state is None:
-            state = self.backends[sample.backend] = BackendState(sample.backend)
+        state = self._state(sample.backend)
         state.samples[sample.source] += 1
         state.newest_at = (
             sample.time if state.newest_at is None else max(state.newest_at, sample.time)
@@ -124,6 +210,8 @@ class Estimators:
             if sample.bytes > 0 and sample.seconds > 0:
                 self._throughput(state, sample, sample.bytes / sample.seconds)
             return state
+        if sample.ok and sample.bytes == 0 and sample.kind in _MOVING_KINDS:
+            return state  # moved nothing: measured nothing
         state.last_ok = sample.ok
         state.last_error_class = sample.error_class
         if sample.ok:
@@ -138,6 +226,7 @@ class Estimators:
         latency = self._latency_of(sample)
         if latency is not None:
             ewma = state.latency
+            latency = bounded(latency, ewma.value, unit=MIN_SECONDS, ceiling=MAX_SECONDS)
             if ewma.value is not None and latency > ewma.value:
                 ewma.update(latency, sample.time, 1.0)  # peak-sensitive: rise at once
             else:
@@ -158,6 +247,7 @@ class Estimators:
         c = self.config
         multiplier = c.report_weight if sample.source == "report" else 1.0
         ewma = state.throughput
+        throughput = bounded(throughput, ewma.value, unit=1.0, ceiling=MAX_RATE)
         w = ewma.weight(sample.time, c.throughput_tau, c.min_weight, multiplier)
         if ewma.value is not None and throughput < ewma.value * c.sharp_drop_ratio:
             w = max(w, c.sharp_drop_weight)

@@ -33,6 +33,8 @@ BUSY_TIMEOUT_MS = 5000
 CHECK_BUSY_TIMEOUT_MS = 1000
 """The readiness check waits less for a lock than a write does: it must answer quickly."""
 MAX_BATCH = 1000
+PRUNE_CHUNK = 10_000
+"""Rows deleted per transaction past the row cap, between other jobs (about 0.1 s each)."""
 
 
 class HistoryError(Exception):
@@ -138,10 +140,18 @@ _STOP = object()
 class History:
     """The sample store: open it, write through :meth:`write`, close it to flush."""
 
-    def __init__(self, path: Path, *, retention: float) -> None:
+    def __init__(self, path: Path, *, retention: float, max_rows: int = 1_000_000) -> None:
         self.path = Path(path)
         self.retention = retention
+        self.max_rows = max_rows
+        """Past this many rows (plus 1%), the oldest are deleted after the next insert."""
         self.rows = 0
+        self.skipped_rows = 0
+        """Rows breaking the rules of :mod:`sidecar.samples`, skipped by a replay or a read."""
+        self.trimmed_rows = 0
+        """Rows deleted because the history held more than ``max_rows``."""
+        self._trimming = False
+        """Rows that break the rules of :mod:`sidecar.samples`, skipped by :meth:`replay`."""
         self.write_errors = 0
         self.recoveries = 0
         """Corrupt files moved aside (and replaced by a fresh one) by :meth:`open`."""
@@ -179,6 +189,8 @@ class History:
             raise HistoryError(f"cannot open history {self.path}: still corrupt: {exc}") from None
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open history {self.path}: {exc}") from exc
+        # Trimming past max_rows starts with the first prune (after the start-up replay:
+        # deleting while the replay reads would slow both down).
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self._thread.start()
 
@@ -274,7 +286,14 @@ class History:
         try:
             stop = False
             while not stop:
-                first = self._queue.get()
+                if self._trimming:  # past max_rows: one chunk between jobs, until done
+                    try:
+                        first = self._queue.get_nowait()
+                    except queue.Empty:
+                        self._trim_chunk(db)
+                        continue
+                else:
+                    first = self._queue.get()
                 batch: list[_Job] = []
                 if first is _STOP:
                     break
@@ -311,6 +330,8 @@ class History:
                 self.failing = False
                 for job in inserts:
                     _resolve(job.future, len(job.payload))
+                if self.rows > self.max_rows + max(MAX_BATCH, self.max_rows // 100):
+                    self._trimming = True
         for job in batch:
             if job.kind == "prune":
                 try:
@@ -323,9 +344,36 @@ class History:
                     self._failed([job], exc)
                 else:
                     self.rows = max(0, self.rows - deleted)
+                    self._trimming = self.rows > self.max_rows
                     _resolve(job.future, deleted)
             elif job.kind == "check":
                 self._check(db.conn, job)
+
+    def _trim_chunk(self, db: sqlite_utils.Database) -> None:
+        """Delete up to ``PRUNE_CHUNK`` of the oldest rows (by insertion) past ``max_rows``."""
+        chunk = min(PRUNE_CHUNK, self.rows - self.max_rows)
+        try:
+            if chunk > 0:
+                with db.atomic():
+                    cursor = db.execute(
+                        "DELETE FROM samples WHERE id IN "
+                        "(SELECT id FROM samples ORDER BY id LIMIT ?)",
+                        [chunk],
+                    )
+                    count = max(cursor.rowcount, 0)
+                self.rows -= count
+                self.trimmed_rows += count
+                if count < chunk:  # the count was off: take it from the file again
+                    self.rows = int(db.execute("SELECT count(*) FROM samples").fetchone()[0])
+            if self.rows <= self.max_rows:
+                self._trimming = False
+                db.conn.executescript("PRAGMA incremental_vacuum;")
+                LOG.warning("history: oldest rows deleted down to max_rows (%d)", self.max_rows)
+        except sqlite3.Error as exc:
+            self._trimming = False  # tried again after the next insert or prune
+            self.write_errors += 1
+            self.last_error = str(exc)
+            LOG.error("history prune past max_rows failed: %s", exc)
 
     def _check(self, conn: sqlite3.Connection, job: _Job) -> None:
         """A real committed write (page 1, via ``user_version``) with a short busy wait.
@@ -398,7 +446,13 @@ class History:
         conn = connect(self.path)
         try:
             db = sqlite_utils.Database(conn, execute_plugins=False)
-            return [Sample.from_row(row) for row in db.query(sql, params)]
+            samples = []
+            for row in db.query(sql, params):
+                try:
+                    samples.append(Sample.from_row(row))
+                except (ValueError, TypeError, KeyError):
+                    self.skipped_rows += 1
+            return samples
         finally:
             conn.close()
 

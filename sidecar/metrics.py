@@ -88,6 +88,21 @@ class _StateCollector(Collector):
             value=self.history.write_errors,
         )
         yield CounterMetricFamily(
+            PREFIX + "history_rows_skipped",
+            "History rows skipped on replay or read: impossible values (see README.md, HTTP API)",
+            value=self.history.skipped_rows,
+        )
+        yield CounterMetricFamily(
+            PREFIX + "history_rows_trimmed",
+            "History rows deleted, oldest first, because the file held more than max_rows",
+            value=self.history.trimmed_rows,
+        )
+        yield CounterMetricFamily(
+            PREFIX + "backends_evicted",
+            "Backends dropped from the table (the least recently useful) to admit a new one",
+            value=self.estimators.evicted,
+        )
+        yield CounterMetricFamily(
             PREFIX + "history_recoveries",
             "Corrupt history files moved aside and replaced by a fresh one",
             value=self.history.recoveries,
@@ -136,6 +151,14 @@ class SidecarMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
         )
         r.register(_StateCollector(estimators, history, clock, default_image_size))
+        estimators.on_evict.append(self.forget)
+
+    def forget(self, backend: str) -> None:
+        """Drop the series of an evicted backend: the series stay bounded with the table."""
+        for counter in (self.samples, self.sample_errors):
+            for labels in list(counter._metrics):  # no public listing of a family's children
+                if labels[0] == backend:
+                    counter.remove(*labels)
 
     def sample(self, sample: Sample) -> None:
         outcome = "ok" if sample.ok else "error"

@@ -13,6 +13,7 @@ import uvicorn
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig
+from sidecar.core import open_history
 from sidecar.history import History, HistoryError
 from sidecar.notify import Notifier
 from strategies.backends import redact_url
@@ -83,7 +84,7 @@ async def serve(
 def preflight(config: SidecarConfig) -> tuple[str | None, History]:
     """One line saying why the daemon cannot start (or ``None``), checked before binding,
     and the history, opened (corrupt files replaced and counted on the way)."""
-    history = History(config.history.path, retention=config.history.retention)
+    history = open_history(config)
     try:
         history.open()
     except HistoryError as exc:

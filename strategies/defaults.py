@@ -41,6 +41,9 @@ NEAR_TIE_BAND = 1.25
 HISTORY_RETENTION = 7 * 86400.0
 HISTORY_REBUILD_WINDOW = 86400.0
 HISTORY_PRUNE_INTERVAL = 600.0
+HISTORY_MAX_ROWS = 1_000_000
+"""About 100 MB of file; the oldest rows go first past it."""
+HISTORY_MAX_REPORTS_PER_SECOND = 1000
 
 # -- estimators ----------------------------------------------------------------------
 LATENCY_TAU = 900.0

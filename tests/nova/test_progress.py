@@ -69,8 +69,9 @@ def test_reporter_posts_the_current_rate_of_each_window(sidecar: ThreadServer) -
     assert progress.posted == 2
     backend = view(sidecar, "http://127.0.0.9:8080")
     assert backend["samples"]["report"] == 3
-    # the sharp drop is taken most of the way at once, mid-transfer
-    assert backend["throughput_bytes_per_second"] < 4 * MIB
+    # the sharp drop is taken most of the way at once, mid-transfer (one sample moves
+    # an estimate by at most x4: 10 MiB/s -> at least 2.5 MiB/s, weighed 0.75)
+    assert backend["throughput_bytes_per_second"] < 5 * MIB
     assert backend["latency_seconds"] == 0.01  # a window says nothing about latency
     kinds = [s["kind"] for s in sidecar.client.get("/v1/history").json()["samples"]]
     assert kinds == ["progress", "progress", "download"]

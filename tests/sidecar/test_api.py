@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from sidecar.api_models import RankResponse
 from tests.sidecar.support import FakeClock, ThreadServer, make_config, running_app
 
 MiB = 1024 * 1024
@@ -58,8 +57,6 @@ def rank(client: httpx.Client, urls: list[str], **extra: Any) -> dict[str, Any]:
     locations = [{"url": u, "metadata": {"store": f"store-{i}"}} for i, u in enumerate(urls)]
     response = client.post("/v1/rank", json={"locations": locations, **extra})
     assert response.status_code == 200, response.text
-    # the documented model, byte for byte (the route serialises without it)
-    assert RankResponse.model_validate_json(response.content).model_dump_json() == response.text
     return response.json()  # type: ignore[no-any-return]
 
 
@@ -311,15 +308,3 @@ def test_readyz_fails_when_a_background_task_dies(server: ThreadServer) -> None:
 
     wait_until(lambda: server.client.get("/readyz").status_code == 503, what="readyz 503")
     assert "crasher" in server.client.get("/readyz").json()["checks"]["tasks"]
-
-
-def test_reports_cannot_create_unbounded_backends(
-    server: ThreadServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("sidecar.core.MAX_BACKENDS", 2)
-    observe(server.client, FAST, latency=0.01, throughput=100 * MiB)
-    observe(server.client, SLOW, latency=0.01, throughput=100 * MiB)
-    body = {"url": "https://third.example.org/x", "ok": True, "bytes": 1, "seconds": 0.1}
-    response = server.client.post("/v1/observations", json=body)
-    assert response.status_code == 422 and "backends" in response.json()["error"]
-    observe(server.client, FAST, latency=0.01, throughput=100 * MiB)  # known ones still fine

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from sidecar.config import EstimatorConfig
-from sidecar.estimators import Estimators
+from sidecar.estimators import MAX_STEP, Estimators
 from sidecar.samples import Sample
 
 A, B = "https://a.example:443", "https://b.example:443"
@@ -71,10 +71,15 @@ def test_latency_rises_at_once_and_decays_with_tau() -> None:
     e = est(latency_tau=900.0, min_weight=0.0)
     e.record(ok(T0, fb=0.1, kind="latency", size=0, seconds=0.1))
     e.record(ok(T0 + 1, fb=2.0, kind="latency", size=0, seconds=2.0))
-    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(2.0)  # peak: at once
+    # peak: at once, but by at most MAX_STEP (x4) per sample
+    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(0.1 * MAX_STEP)
+    e.record(ok(T0 + 1, fb=2.0, kind="latency", size=0, seconds=2.0))
+    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(1.6)
+    e.record(ok(T0 + 1, fb=2.0, kind="latency", size=0, seconds=2.0))
+    assert e.stats(T0 + 1)[A].latency_seconds == pytest.approx(2.0)
     e.record(ok(T0 + 1 + 900, fb=0.1, kind="latency", size=0, seconds=0.1))
-    w = 1 - math.exp(-1)  # one tau later
-    assert e.stats(T0 + 901)[A].latency_seconds == pytest.approx(2.0 + w * (0.1 - 2.0))
+    w = 1 - math.exp(-1)  # one tau later; the sample counts as 2.0 / MAX_STEP at least
+    assert e.stats(T0 + 901)[A].latency_seconds == pytest.approx(2.0 + w * (0.5 - 2.0))
 
 
 def test_throughput_moves_slowly_up_and_fast_on_a_sharp_drop() -> None:
@@ -85,7 +90,11 @@ def test_throughput_moves_slowly_up_and_fast_on_a_sharp_drop() -> None:
     assert up is not None and 100 * MiB < up < 103 * MiB
     e.record(ok(T0 + 120, fb=0.0, size=10 * MiB, seconds=1.0))  # a sharp drop
     down = e.stats(T0 + 120)[A].throughput_bytes_per_second
-    assert down is not None and down < 40 * MiB
+    # most of the way at once, but one sample divides it by at most MAX_STEP (x4)
+    assert down is not None and up / MAX_STEP <= down < 50 * MiB
+    e.record(ok(T0 + 180, fb=0.0, size=10 * MiB, seconds=1.0))
+    again = e.stats(T0 + 180)[A].throughput_bytes_per_second
+    assert again is not None and again < 20 * MiB
 
 
 def test_real_downloads_weigh_more_than_probes() -> None:
@@ -239,3 +248,38 @@ def test_a_non_finite_estimate_is_never_fresh() -> None:
     (view,) = e.views(T0 + 1)
     assert not view.fresh and not view.estimated
     assert e.stats(T0 + 1)[A].expected_seconds(MiB) is None
+
+
+def test_one_sample_moves_an_estimate_by_at_most_max_step() -> None:
+    e = est(min_weight=0.0)
+    e.record(ok(T0, fb=0.01, size=100 * MiB, seconds=1.01))
+    e.record(ok(T0 + 86400, fb=80000.0, size=100 * MiB, seconds=86000.0))  # w ~ 1: long gap
+    s = e.stats(T0 + 86400)[A]
+    assert s.latency_seconds == pytest.approx(0.01 * MAX_STEP)
+    assert s.throughput_bytes_per_second == pytest.approx(100 * MiB / MAX_STEP, rel=1e-4)
+
+
+def test_a_success_that_moved_no_bytes_measures_nothing() -> None:
+    e = est(eject_after=2)
+    e.record(ok(T0))
+    e.record(fail(T0 + 1))
+    e.record(fail(T0 + 2))
+    assert e.stats(T0 + 2)[A].ejected(T0 + 2)
+    e.record(ok(T0 + 3, fb=0.001, size=0, seconds=0.001, kind="throughput"))
+    state = e.backends[A]
+    assert state.ejected_until is not None and state.consecutive_failures == 2
+    assert state.samples["probe"] == 4 and state.newest_good_at == T0
+    e.record(ok(T0 + 4, fb=0.001, size=0, seconds=0.001, kind="latency"))  # a latency probe
+    assert e.backends[A].ejected_until is None
+
+
+def test_the_table_evicts_the_least_recently_active() -> None:
+    e = Estimators(EstimatorConfig(), max_age=900.0, node_id="n1", max_backends=3)
+    gone: list[str] = []
+    e.on_evict.append(gone.append)
+    for n, key in enumerate(("https://1.example:443", "https://2.example:443", A)):
+        e.record(ok(T0 + n, key))
+    e.record(fail(T0 + 10, "https://1.example:443"))  # failing, but active: kept
+    e.record(ok(T0 + 11, B))
+    assert gone == ["https://2.example:443"] and e.evicted == 1
+    assert set(e.backends) == {"https://1.example:443", A, B}

@@ -126,3 +126,33 @@ def test_prune_vacuums_incrementally(history: History) -> None:
     assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert conn.execute("PRAGMA page_count").fetchone()[0] < pages_before / 2
     conn.close()
+
+
+def test_rows_past_max_rows_go_oldest_first(tmp_path: Path) -> None:
+    from tests.support.processes import wait_until
+
+    h = History(tmp_path / "history.db", retention=86400 * 365, max_rows=1000)
+    h.open()
+    try:
+        for start in range(0, 2500, 500):  # 2500 rows: past 1000 + the slack (1000)
+            h.submit([sample(T0 + start + i, n=start + i) for i in range(500)]).result()
+        wait_until(lambda: h.submit_check().result() == 0 and h.rows <= 1000, what="trimmed")
+        assert h.trimmed_rows == 1500
+        kept = h.read()
+        assert len(kept) == 1000 and [s.bytes for s in kept] == list(range(1500, 2500))
+    finally:
+        h.close()
+
+
+def test_impossible_rows_are_skipped_by_reads(history: History) -> None:
+    history.submit([sample(T0, n=1)]).result()
+    conn = connect(history.path)
+    with conn:
+        conn.execute(
+            "INSERT INTO samples (time, backend, source, ok, bytes, seconds, kind) "
+            "VALUES (?, 'https://a.example:443', 'report', 1, 65536, 5e-324, 'download')",
+            [T0 + 1],
+        )
+    conn.close()
+    assert [s.bytes for s in history.read()] == [1]
+    assert history.skipped_rows == 1
