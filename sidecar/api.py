@@ -72,7 +72,7 @@ class SidecarAPI:
     def __init__(self, core: SidecarCore, dead_tasks: Callable[[], list[str]]) -> None:
         self.core = core
         self.dead_tasks = dead_tasks
-        self.router = APIRouter()
+        self.router = APIRouter(responses=RESPONSES)  # the 400/401/413/422 of every route
         add = self.router.add_api_route
         # Two routes, one path: the first (a plain Starlette route: no dependency
         # solving) answers and reads the body itself, the hot path; the second, never

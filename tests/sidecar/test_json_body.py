@@ -102,5 +102,8 @@ def test_the_schema_documents_one_rank_operation(
     schema = servers[0].client.get("/openapi.json").json()
     operation = schema["paths"]["/v1/rank"]["post"]
     assert operation["operationId"] == "rank_locations_v1_rank_post"
+    for path in ("/v1/rank", "/v1/observations", "/v1/backends", "/healthz"):
+        for method in schema["paths"][path].values():  # the app-wide error answers too
+            assert {"400", "401", "413", "422"} <= set(method["responses"]), path
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/RankRequest"}
