@@ -75,9 +75,14 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.load --seconds $(SOAK_SECONDS)
 
 ## The data attacks of issue 14 (RELIABILITY.md section 7) against a real daemon, printed;
-## then the start-up memory test with 2,000,000 history rows (about 1 min, ~300 MiB of disk).
+## then the start-up memory test with 2,000,000 history rows (about 1 min, ~300 MiB of disk);
+## then hostile clients (RELIABILITY.md section 8, about 3 minutes): 1100 half-sent heads
+## (daemon open-files limit 1024), 480 stalled 1 MiB bodies, 2 clients of worst-case
+## file:// rank requests, printed as JSON.
 ATTACK_HISTORY_ROWS ?= 2000000
+ATTACK_SERVER_ARGS  ?= --slow-heads 1100 --slow-bodies 480 --rank-seconds 10
 attack: $(STAMP)
 	$(BIN)/python -m tests.reliability.attack --rows $(ATTACK_HISTORY_ROWS)
 	ATTACK_HISTORY_ROWS=$(ATTACK_HISTORY_ROWS) $(BIN)/python -m pytest -s \
 		tests/reliability/test_startup_memory.py
+	$(BIN)/python -m tests.reliability.attack_server $(ATTACK_SERVER_ARGS)

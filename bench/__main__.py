@@ -16,11 +16,23 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import plots, report
-from bench.run import BENCH_ESTIMATOR, BENCH_PROBE, PROGRESS_INTERVAL, ScenarioResult, run_scenario
+from bench.run import (
+    BENCH_ESTIMATOR,
+    BENCH_PROBE,
+    PEERS,
+    PROGRESS_INTERVAL,
+    ScenarioResult,
+    run_scenario,
+)
 from bench.scenarios import SCENARIOS
 from bench.service import ServiceResult, measure
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+#: Said in the output (and on stderr) when the multi-source peer is missing.
+ARIA2_MISSING = (
+    "aria2c is not installed (`scripts/install-system-deps.sh` installs Debian's aria2): "
+    "its rows are skipped."
+)
 
 
 def probe_mode(asked: str) -> str:
@@ -54,7 +66,8 @@ def render(
         + f". The sidecar starts fresh per scenario and gets {warmup:g} s before the first "
         "download (probes only; 0 with probes off makes no difference)"
         + f". Sidecar settings changed for the compressed clock: estimator {BENCH_ESTIMATOR}, "
-        f"probe {BENCH_PROBE}; everything else is the default.",
+        f"probe {BENCH_PROBE}; everything else is the default."
+        + ("" if "aria2c" in PEERS else " " + ARIA2_MISSING),
         "",
         "## Targets",
         "",
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     probes = probe_mode(args.probes)
     began = time.monotonic()
+    if "aria2c" not in PEERS:
+        print(ARIA2_MISSING, file=sys.stderr, flush=True)
     results: dict[str, ScenarioResult] = {}
     for key in args.scenarios:
         scenario = SCENARIOS[key]

@@ -124,10 +124,10 @@ async def main(n: int, rounds: int) -> None:
             def validate() -> RankRequest:
                 return RankRequest.model_validate(json.loads(body))
 
-            def ranking() -> Any:
-                return core.rank(
-                    locations, image_size=1 << 29, image_id="bench-image", strategy=None
-                )
+            def ranking() -> Any:  # SidecarCore.rank without a file:// location, synchronously
+                now = core.clock()
+                context = core.context(locations, now, image_size=1 << 29, image_id="bench-image")
+                return core.answer(context, None)
 
             answer = ranking()
             assert answer.mode == "metrics", answer.reason

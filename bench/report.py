@@ -262,6 +262,7 @@ def checks(results: dict[str, ScenarioResult], svc: ServiceResult | None) -> lis
                     ratio <= FLEET_TARGET,
                 )
             )
+    out += fetch_checks(results)
     probe = sum(r.probe_bytes.get("metrics", 0.0) for r in results.values())
     downloaded = sum(
         (_find(r, "metrics") or Row("", 0, 0, 0, 0, 0, 0, [], 0, 0)).bytes for r in results.values()
@@ -285,6 +286,32 @@ def checks(results: dict[str, ScenarioResult], svc: ServiceResult | None) -> lis
         out.append(Check("history-size ratio (rank p50, 1e6 / 1e3) <= 1.2", f"{h:.2f}", h <= 1.2))
         rss = max(svc.rss_idle, svc.rss_load, svc.rss_idle_big)
         out.append(Check("RSS <= 100 MB", f"{rss / 1e6:.1f} MB", rss <= 100e6))
+    return out
+
+
+def fetch_checks(results: dict[str, ScenarioResult]) -> list[Check]:
+    """Issue 13's targets for ``location-sidecar fetch`` (rows present only)."""
+    out: list[Check] = []
+    auto = "fetch --sources auto"
+    for key in sorted(results):
+        single, multi = _find(results[key], "fetch"), _find(results[key], auto)
+        if key in ("b", "c") and single:
+            out.append(
+                Check(
+                    f"({key}) fetch <= 1.05x oracle", f"{single.ratio:.2f}x", single.ratio <= 1.05
+                )
+            )
+        if key in ("a", "b", "e") and multi:
+            out.append(
+                Check(f"({key}) {auto} <= 0.8x oracle", f"{multi.ratio:.2f}x", multi.ratio <= 0.8)
+            )
+        if key == "d" and multi and single:
+            ratio = multi.total / single.total
+            out.append(Check(f"(d) {auto} <= 1.05x fetch", f"{ratio:.2f}x", ratio <= 1.05))
+        peer = _find(results[key], "aria2c")
+        if multi and peer:
+            ratio = multi.total / peer.total
+            out.append(Check(f"({key}) {auto} faster than aria2c", f"{ratio:.2f}x", ratio < 1.0))
     return out
 
 

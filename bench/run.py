@@ -27,6 +27,7 @@ import httpx
 from bench.choosers import Chooser, LocationOrder, Metrics, Oracle, Random, StoreType
 from bench.downloader import Download, download
 from bench.emulator import Emulator, EmulatorProcess, Image, make_images, sizes_between
+from bench.fetchers import Aria2, Fetcher, aria2_available
 from bench.fleet import fleet
 from bench.scenarios import Scenario
 from bench.sidecar_proc import Sidecar
@@ -45,7 +46,19 @@ METRICS_VARIANTS: dict[str, float] = {
     "metrics": PROGRESS_INTERVAL,
     "metrics (no progress)": 0.0,
 }
-STRATEGIES = ("location_order", "store_type", "random", *METRICS_VARIANTS, "oracle")
+#: ``location-sidecar fetch`` variants (``--sources``), each with a sidecar of its own.
+FETCH_VARIANTS: dict[str, int | str] = {"fetch": 1, "fetch --sources auto": "auto"}
+#: The multi-source peer, when installed (scripts/install-system-deps.sh installs aria2).
+PEERS: tuple[str, ...] = ("aria2c",) if aria2_available() else ()
+STRATEGIES = (
+    "location_order",
+    "store_type",
+    "random",
+    *METRICS_VARIANTS,
+    "oracle",
+    *FETCH_VARIANTS,
+    *PEERS,
+)
 #: The cold-start scenario's variant: a fresh sidecar with ``[fleet]`` (bench/fleet.py).
 FLEET_VARIANT = "metrics (fleet prior)"
 FLEET_STRATEGIES = ("location_order", "store_type", "random", "metrics", FLEET_VARIANT, "oracle")
@@ -77,6 +90,7 @@ class ScenarioResult:
     """By metrics variant: probe bytes since its sidecar started."""
     metrics_modes: dict[str, dict[str, int]] = field(default_factory=dict)
     report_failures: int = 0
+    fetch_switches: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
 
 
@@ -146,7 +160,7 @@ def run_scenario(
                 )
             )
             for name in strategies
-            if name in METRICS_VARIANTS or name == FLEET_VARIANT
+            if name in METRICS_VARIANTS or name == FLEET_VARIANT or name in FETCH_VARIANTS
         }
         if FLEET_VARIANT in sidecars:
             _wait_for_prior(sidecars[FLEET_VARIANT])
@@ -156,7 +170,10 @@ def run_scenario(
     return result
 
 
-def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str) -> Chooser:
+Runner = Chooser | Fetcher | Aria2
+
+
+def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str) -> Runner:
     if name == "location_order":
         return LocationOrder()
     if name == "store_type":
@@ -167,6 +184,10 @@ def _make(name: str, emulator: Emulator, sidecars: dict[str, Sidecar], seed: str
         return Oracle(emulator)
     if name in METRICS_VARIANTS:
         return Metrics(sidecars[name].url, name=name, progress=METRICS_VARIANTS[name])
+    if name in FETCH_VARIANTS:
+        return Fetcher(name, sidecars[name].url, FETCH_VARIANTS[name], PROGRESS_INTERVAL)
+    if name == "aria2c":
+        return Aria2()
     if name == FLEET_VARIANT:
         return Metrics(sidecars[name].url, name=name, progress=PROGRESS_INTERVAL)
     raise ValueError(name)
@@ -182,6 +203,14 @@ def _wait_for_prior(sidecar: Sidecar, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"no fleet prior within {timeout}s: {state}")
         time.sleep(0.1)  # polling with a deadline
+
+
+def _one(
+    runner: Runner, client: httpx.Client, emulator: Emulator, image: Image, start: float
+) -> Download:
+    if isinstance(runner, Fetcher | Aria2):
+        return runner.download(emulator, image, start)
+    return download(runner, client, emulator, image, start)
 
 
 def _run_timeline(
@@ -209,14 +238,14 @@ def _run_timeline(
         c.name: ThreadPoolExecutor(max_workers=32, thread_name_prefix=c.name) for c in choosers
     }
 
-    def dispatch(chooser: Chooser) -> None:
+    def dispatch(chooser: Runner) -> None:
         for job in jobs:
             delay = t0 + job.offset - time.monotonic()
             if delay > 0:
                 time.sleep(delay)  # the arrival schedule, not a wait for a condition
             futures[chooser.name].append(
                 pools[chooser.name].submit(
-                    download, chooser, clients[chooser.name], emulator, job.image, job.offset
+                    _one, chooser, clients[chooser.name], emulator, job.image, job.offset
                 )
             )
 
@@ -238,6 +267,10 @@ def _run_timeline(
         if isinstance(c, Metrics):
             result.metrics_modes[c.name] = dict(c.modes)
             result.report_failures += c.report_failures
+            c.close()
+        if isinstance(c, Fetcher):
+            result.fetch_switches[c.name] = c.switches
+        if isinstance(c, Fetcher | Aria2):
             c.close()
     for client in clients.values():
         client.close()

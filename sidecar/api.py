@@ -115,12 +115,12 @@ class SidecarAPI:
 
     async def rank_locations(self, body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
-        return self.rank_locations_of(body)
+        return await self.rank_locations_of(body)
 
-    def rank_locations_of(self, body: RankRequest) -> Response:
+    async def rank_locations_of(self, body: RankRequest) -> Response:
         locations = [{"url": loc.url, "metadata": loc.metadata} for loc in body.locations]
         try:
-            answer = self.core.rank(
+            answer = await self.core.rank(
                 locations,
                 image_size=body.image_size,
                 image_id=body.image_id,
@@ -302,7 +302,7 @@ class FastRank:
             if name == b"content-type":  # the first one, as Starlette's headers.get
                 content_type = value.decode("latin-1")
                 break
-        response = self.api.rank_locations_of(parse_body(RankRequest, body, content_type))
+        response = await self.api.rank_locations_of(parse_body(RankRequest, body, content_type))
         await response(scope, receive, send)
 
 

@@ -25,6 +25,7 @@ from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.core import SidecarCore, package_version
 from sidecar.estimators import Estimators
+from sidecar.guards import install_guards
 from sidecar.history import History
 from sidecar.limits import LimitsMiddleware
 from sidecar.metrics import SidecarMetrics
@@ -155,6 +156,7 @@ def create_app(
     if config.fleet.enabled:
         supervisor.add("fleet", core.fleet.run)
     app.add_middleware(LimitsMiddleware, duration=core.metrics.http_duration)
+    install_guards(app, config, core.metrics.registry, supervisor.add)  # sidecar/guards.py
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(
             BearerAuthMiddleware,

@@ -470,6 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--json", action="store_true", help="print the result as JSON")
     probe.set_defaults(func=_cmd_probe)
+
+    from sidecar.fetch.cli import add_parser as add_fetch_parser
+
+    add_fetch_parser(commands)
     return parser
 
 

@@ -109,6 +109,13 @@ class ServerConfig(Section):
     """When set, every endpoint but ``/healthz`` needs ``Authorization: Bearer <token>``."""
     metrics_auth: Flag = True
     """With a token: does ``/metrics`` need it too (false lets a local scraper in)."""
+    max_connections: Annotated[int, integer(16, 65536)] = defaults.MAX_CONNECTIONS
+    """Open connections (lowered at start to fit the open-files limit); see README.md."""
+    request_head_timeout: Duration = defaults.REQUEST_HEAD_TIMEOUT
+    request_body_timeout: Duration = defaults.REQUEST_BODY_TIMEOUT
+    max_buffered_body: Annotated[int, size(1024 * 1024, "bytes or '64MiB', at least 1MiB")] = (
+        defaults.MAX_BUFFERED_BODY
+    )
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServerConfig:

@@ -30,6 +30,7 @@ from sidecar.estimators import Estimators
 from sidecar.fleet import Fleet
 from sidecar.history import History, HistoryError
 from sidecar.intake import IngestLimit
+from sidecar.looplag import rank_context, touches_files
 from sidecar.metrics import SidecarMetrics
 from sidecar.replay import CLOCK_SKEW, replay
 from sidecar.samples import Sample
@@ -230,7 +231,7 @@ class SidecarCore:
             return None
 
     # -- ranking --------------------------------------------------------------------------
-    def rank(
+    async def rank(
         self,
         locations: list[dict[str, Any]],
         *,
@@ -240,20 +241,49 @@ class SidecarCore:
     ) -> RankAnswer:
         """Order ``locations`` (``{"url", "metadata"}`` dicts, not copied) best first."""
         settings = self._strategy
+        now = self.clock()
+        if touches_files(locations):  # a file:// placement looks for mount points: off the loop
+            context = await rank_context(
+                locations,
+                now=now,
+                policy=settings.metrics,
+                image_size=image_size,
+                image_id=image_id,
+                store_type_preference=settings.store_type_preference,
+            )
+        else:
+            context = self.context(locations, now, image_size=image_size, image_id=image_id)
+        return self.answer(context, strategy)
+
+    def context(
+        self,
+        locations: list[dict[str, Any]],
+        now: float,
+        *,
+        image_size: int | None,
+        image_id: str | None,
+    ) -> RankContext:
+        """The locations placed (through the memo), with the settings: no I/O for
+        locations that are not ``file://``."""
+        return RankContext(
+            tuple(self._place(location) for location in locations),
+            now,
+            self._strategy.metrics,
+            image_size,
+            image_id,
+            self._preference,
+        )
+
+    def answer(self, context: RankContext, strategy: str | None) -> RankAnswer:
+        """The answer for a placed request with ``strategy`` (``None``: the configured one)."""
+        settings = self._strategy
         name = (strategy or settings.location_strategy).strip()
         if name not in available_strategies():
             raise Refused(
                 f"unknown strategy {name!r}; valid strategies: {', '.join(available_strategies())}"
             )
-        now = self.clock()
-        context = RankContext(
-            tuple(self._place(location) for location in locations),
-            now,
-            settings.metrics,
-            image_size,
-            image_id,
-            self._preference,
-        )
+        now = context.now
+        locations = [placed.location for placed in context.placed]
         self._saw(context, now)
         mode: RankMode
         ranked: Sequence[RankedLocation | StaticPlace]

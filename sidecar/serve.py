@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 from urllib.parse import parse_qsl, urlencode
 
@@ -13,7 +15,15 @@ import uvicorn
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig
+from sidecar.connections import (
+    MAX_HEAD_BYTES,
+    QuietClientWarnings,
+    fit_open_files,
+    protocol_class,
+    quiet_accept_errors,
+)
 from sidecar.core import open_history
+from sidecar.guards import guards_of
 from sidecar.history import History, HistoryError
 from sidecar.notify import Notifier
 from strategies.backends import redact_url
@@ -34,7 +44,29 @@ class NotifyingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+KEEP_ALIVE_TIMEOUT = 5.0
+"""An idle kept-alive connection is closed after this (uvicorn's own default, made explicit)."""
+BACKLOG = 2048
+"""Connections the kernel queues before the daemon accepts them (lowered with
+``server.max_connections`` when the open-files limit is too small for both)."""
+
+
 def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
+    """uvicorn's settings, with the connection limits of :mod:`sidecar.connections`
+    (numbers in README.md, "Limits")."""
+    guards = guards_of(app)
+    protocol: type[asyncio.Protocol] | str = "h11"
+    limit: int | None = None
+    backlog = BACKLOG
+    if guards is not None:
+        limits = guards.connections.limits
+        fitting, backlog = fit_open_files(limits.max_connections, BACKLOG)
+        if fitting != limits.max_connections:
+            guards.connections.limits = replace(limits, max_connections=fitting)
+        protocol = protocol_class(guards.connections)
+        # uvicorn counts connections until they are gone, replaced ones included: the
+        # cap plus one accept burst is the most there can be; this only backs the cap up.
+        limit = guards.connections.limits.max_connections + backlog
     result = uvicorn.Config(
         app,
         host=config.server.host,
@@ -45,10 +77,18 @@ def uvicorn_config(app: SidecarApp, config: SidecarConfig) -> uvicorn.Config:
         access_log=config.server.log_level == "debug",
         server_header=False,
         timeout_graceful_shutdown=10,
+        http=protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        limit_concurrency=limit,
+        backlog=backlog,
+        timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
     if not any(isinstance(f, RedactQueryFilter) for f in access.filters):
         access.addFilter(RedactQueryFilter())
+    errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietClientWarnings) for f in errors.filters):
+        errors.addFilter(QuietClientWarnings())
     return result
 
 
@@ -67,6 +107,7 @@ async def serve(
         app = app_factory(config, notifier)
     else:
         app = create_app(config, notifier=notifier, history=history)
+    quiet_accept_errors(asyncio.get_running_loop())
     server = NotifyingServer(uvicorn_config(app, config), notifier)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
@@ -93,11 +134,7 @@ def preflight(config: SidecarConfig) -> tuple[str | None, History]:
 
 
 class RedactQueryFilter(logging.Filter):
-    """Keeps credentials out of uvicorn's access log: URL-like query values are redacted.
-
-    ``GET /v1/history?backend=swift://user:key@host/...`` is legal; the log line
-    shows ``backend=swift://host/...`` instead.
-    """
+    """Keeps credentials out of uvicorn's access log (see :func:`redact_path`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -106,16 +143,39 @@ class RedactQueryFilter(logging.Filter):
         return True
 
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.-]{0,256}")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_. -]{0,64}")
+SHOWN_VALUES = frozenset({"since", "limit"})
+"""Query parameters whose (plain) values the access log shows; ``backend`` is shown
+redacted (:func:`strategies.backends.redact_url`), every other value as ``redacted``."""
+
+
 def redact_path(path: str) -> str:
-    """A request target with every URL-looking query value redacted."""
+    """A request target as the access log shows it: nothing a caller might have put
+    a credential in survives.
+
+    ``GET /v1/history?backend=swift://user:key@host/...`` is legal and logged as
+    ``backend=swift://host/...``; a presigned URL sent unencoded
+    (``backend=https://h/k?X-Amz-Credential=...&X-Amz-Signature=...``) splits into
+    parameters of the request itself, logged as ``X-Amz-Credential=redacted``.
+    """
     base, sep, query = path.partition("?")
+    if not _PLAIN_PATH.fullmatch(base):
+        base = f"<path of {len(base)} characters>"
     if not sep:
-        return path
+        return base
     pairs = []
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if "://" in value or "@" in value:
-            value = redact_url(value)
-        pairs.append((redact_url(name) if "://" in name or "@" in name else name, value))
+        if not _PLAIN_NAME.fullmatch(name):
+            name, value = "redacted", "redacted"
+        elif name == "backend":
+            value = redact_url(value) if "://" in value or "@" in value else value
+            if not _PLAIN_VALUE.fullmatch(value) and "://" not in value:
+                value = "redacted"
+        elif name not in SHOWN_VALUES or not _PLAIN_VALUE.fullmatch(value):
+            value = "redacted"
+        pairs.append((name, value))
     return f"{base}?{urlencode(pairs)}"
 
 

@@ -5,17 +5,20 @@ sidecar measures backends (hosts, clusters, mount points). ``location-sidecar
 weights`` needs the bridge: every ranked location that carries
 ``metadata.store`` tells us that this store id serves from that backend key.
 The map is kept in memory only (it is re-learnt from the next rank requests
-after a restart) and bounded, since callers choose the store ids.
+after a restart) and bounded, since callers choose the store ids. Only plain
+names (``STORE_ID``: letters, digits, ``_ . -``, up to 64 characters) are kept:
+a store id is a caller's label, shown by ``/v1/backends`` and ``weights``.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
 MAX_STORES = 256
 MAX_BACKENDS_PER_STORE = 64
-MAX_STORE_ID_CHARS = 255
+STORE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class StoreMap:
         self._stores: OrderedDict[str, OrderedDict[str, float]] = OrderedDict()
 
     def saw(self, store: object, backend: str | None, now: float) -> None:
-        if not isinstance(store, str) or not store or len(store) > MAX_STORE_ID_CHARS:
+        if not isinstance(store, str) or not STORE_ID.fullmatch(store):
             return
         if backend is None:
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
@@ -197,11 +198,31 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root == "/" else root + "/")
 
 
+MAX_MOUNT_DEPTH = 32
+"""Path components looked at to find a file's mount point: at most about 3 x 32 file
+system calls per URL, whatever its length (a mount point deeper than this is not seen;
+name the directory in ``file_roots`` instead)."""
+
+
+def _is_mount(path: str) -> bool:
+    """``os.path.ismount`` for an absolute path in two ``lstat`` calls (the kernel
+    resolves ``path/..``; ``ismount`` resolves it in Python, one call per component)."""
+    try:
+        here = os.lstat(path)
+        if stat.S_ISLNK(here.st_mode):
+            return False
+        parent = os.lstat(os.path.join(path, ".."))
+    except (OSError, ValueError):
+        return False
+    return here.st_dev != parent.st_dev or here.st_ino == parent.st_ino
+
+
 def _mount_point(path: str) -> str:
-    probe = path
+    parts = path.split("/", MAX_MOUNT_DEPTH + 1)
+    probe = "/".join(parts[: MAX_MOUNT_DEPTH + 1]) or "/"
     while not os.path.exists(probe) and probe != "/":
         probe = os.path.dirname(probe)
-    while not os.path.ismount(probe) and probe != "/":
+    while not _is_mount(probe) and probe != "/":
         probe = os.path.dirname(probe)
     return probe
 

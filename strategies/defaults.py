@@ -23,6 +23,16 @@ CEPH_CONF = Path("/etc/ceph/ceph.conf")
 ENV_PREFIX = "LOCATION_SIDECAR_"
 LOG_LEVEL = "info"
 
+# -- what one client may hold of the daemon (sidecar/connections.py, sidecar/guards.py) ----
+MAX_CONNECTIONS = 1024
+"""Open HTTP connections; past it a new one replaces the oldest one idle or waiting for its head."""
+REQUEST_HEAD_TIMEOUT = 10.0
+"""A request head (line and headers) must arrive within this of the connection or last answer."""
+REQUEST_BODY_TIMEOUT = 10.0
+"""A request body must arrive within this of its head."""
+MAX_BUFFERED_BODY = 64 * MiB
+"""Request body bytes held at once over all connections; past it a request is answered 503."""
+
 # -- the ranking ---------------------------------------------------------------------
 GLANCE_LOCATION_STRATEGY = "location_order"
 """Glance's own default for its ``location_strategy`` option: a glance-api.conf without it."""

@@ -1,7 +1,4 @@
-"""The running sidecar exports every name the dashboard and rules use, cleanly.
-
-Needs the daemon (issue 3): skipped while sidecar.app cannot be imported.
-"""
+"""The running sidecar exports every name the dashboard and rules use, cleanly."""
 
 from __future__ import annotations
 
@@ -94,7 +91,9 @@ def test_labels_are_redacted_keys_and_small_enums(exposition: tuple[Sidecar, str
         "mode": {"metrics", "fleet", "fallback", "static"},
         "kind": {"latency", "throughput"},
         "phase": {"resolve", "connect", "tls", "first_byte", "transfer", "total"},
-        "reason": {"budget", "fresh_reports", "busy", "not_allowed"},
+        "reason": {"budget", "fresh_reports", "busy", "not_allowed"}
+        # connections_dropped_total (sidecar/connections.py)
+        | {"head_timeout", "body_timeout", "replaced", "refused"},
         "state": {"off", "ok", "stale", "unreachable"},
     }
     seen_backends: set[str] = set()

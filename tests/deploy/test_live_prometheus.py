@@ -1,7 +1,4 @@
-"""A real Prometheus, with the shipped scrape config and rules, scrapes a running sidecar.
-
-Needs the daemon (issue 3): skipped while sidecar.app cannot be imported.
-"""
+"""A real Prometheus, with the shipped scrape config and rules, scrapes a running sidecar."""
 
 from __future__ import annotations
 

@@ -136,3 +136,14 @@ def test_unit_keeps_the_contract() -> None:
     assert settings["WatchdogSec"] and settings["MemoryMax"]
     # An invalid config exits 2: restarting cannot fix it.
     assert settings["RestartPreventExitStatus"] == ["2"]
+
+
+def test_unit_leaves_room_for_the_connection_limits() -> None:
+    """LimitNOFILE covers max_connections, a full accept backlog and the reserve, so the
+    daemon (which may not call setrlimit under the unit's filter) never lowers them."""
+    from sidecar.connections import FD_RESERVE
+    from sidecar.serve import BACKLOG
+    from strategies.defaults import MAX_CONNECTIONS
+
+    (nofile,) = _settings()["LimitNOFILE"]
+    assert int(nofile) >= MAX_CONNECTIONS + BACKLOG + FD_RESERVE

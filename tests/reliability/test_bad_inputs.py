@@ -189,7 +189,9 @@ def ten_mib(chunk: int = 64 * 1024) -> Iterator[bytes]:
 @pytest.mark.parametrize("framing", ["content-length", "chunked", "lying content-length"])
 def test_ten_mib_body_is_refused(server: ThreadServer, framing: str) -> None:
     before = history_rows(server)
-    start = b"POST /v1/observations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    start = (
+        b"POST /v1/observations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    )
     if framing == "content-length":
         head = start + f"Content-Length: {10 * MiB + 34}\r\n\r\n".encode()
         chunks = ten_mib()

@@ -40,6 +40,7 @@ FAULTS = (
     "500",
     "503",  # with Retry-After: ``retry_after``
     "redirect",  # 302 to ``redirect_to`` (absolute or relative)
+    "bad_range",  # 206 whose Content-Range does not say what was asked (start + 1)
 )
 
 
@@ -292,7 +293,8 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Accept-Ranges", "bytes")
             if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{len(content)}")
+                shift = 1 if fault == "bad_range" else 0
+                self.send_header("Content-Range", f"bytes {start + shift}-{end}/{len(content)}")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if not body:

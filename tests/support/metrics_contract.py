@@ -30,6 +30,10 @@ METRICS: dict[str, str] = {
     "location_sidecar_probe_bytes_total": "counter",
     "location_sidecar_probe_budget_remaining_bytes": "gauge",
     "location_sidecar_probes_skipped_total": "counter",
+    # Added by the hostile-clients issue (connections, event loop).
+    "location_sidecar_open_connections": "gauge",
+    "location_sidecar_connections_dropped_total": "counter",
+    "location_sidecar_event_loop_lag_seconds": "histogram",
     # The fleet prior (README.md, Fleet prior).
     "location_sidecar_fleet_prior_state": "gauge",
     "location_sidecar_fleet_prior_backends": "gauge",

@@ -1,0 +1,272 @@
+"""The transfer: one worker per source in use, a monitor that switches sources.
+
+Each active source has one worker (so one connection per location) that takes
+jobs from :class:`~sidecar.fetch.segments.Segments` and streams them to the part
+file at their offsets; memory is one chunk per worker.
+
+The monitor runs every ``TICK`` seconds:
+
+- **switch**: an active source whose rate over the last ``SWITCH_WINDOW`` seconds
+  of transfer (counted from the first byte: the wait for it is spent anyway)
+  stays below ``SWITCH_FRACTION`` of what the best standby location is expected
+  to deliver, for ``SWITCH_HOLD`` seconds in a row (hysteresis: one slow window
+  does not flap), is put on standby; its segment's remainder goes to the standby
+  one with a Range request, the bytes already written stay. The expectation of a
+  location is its rate measured earlier in this fetch, else the sidecar's
+  estimate, else the slowed source's own best rate so far (a location nobody
+  knows is assumed as good as the current one was).
+- **stall**: a source that delivered nothing for ``STALL_SECONDS`` fails its job.
+- A source that fails (error, stall, lying answer) waits ``RETRY_BASE x 2^(n-1)``
+  seconds before it is used again, and is dropped after ``MAX_FAILURES`` (at once
+  for ``missing`` and ``auth``): never a tight retry loop. A source switched away
+  from for slowness waits ``SWITCH_COOLDOWN`` seconds.
+- it keeps ``count`` sources active (the next ones in the plan's order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from sidecar.fetch.observe import Observer
+from sidecar.fetch.partfile import PartFile
+from sidecar.fetch.segments import Job, Segments
+from sidecar.fetch.sources import Source
+from sidecar.fetch.transport import TransportError
+from strategies.failures import ErrorClass
+
+TICK = 0.1
+SWITCH_FRACTION = 0.5
+SWITCH_WINDOW = 0.5
+SWITCH_HOLD = 0.25
+SWITCH_COOLDOWN = 5.0
+STALL_SECONDS = 5.0
+RETRY_BASE = 1.0
+MAX_FAILURES = 3
+#: Errors a retry within one fetch cannot fix: the location is dropped at once.
+PERMANENT = frozenset({"missing", "auth"})
+
+
+class AllFailed(Exception):
+    """Every location failed."""
+
+
+class Engine:
+    def __init__(
+        self,
+        sources: list[Source],
+        segments: Segments,
+        part: PartFile,
+        observer: Observer,
+        count: int,
+        on_tick: Callable[[Engine], None] | None = None,
+    ) -> None:
+        self.sources = sources
+        self.segments = segments
+        self.part = part
+        self.observer = observer
+        self.count = count
+        self.on_tick = on_tick
+        self.switches = 0
+        self._tasks: dict[Job, asyncio.Task[None]] = {}
+        self._errors: dict[Job, TransportError] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._done = asyncio.Event()
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def active(self) -> list[Source]:
+        return [s for s in self.sources if s.state == "active"]
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        return sum(s.rate(now, SWITCH_WINDOW) or 0.0 for s in self.active)
+
+    async def run(self) -> None:
+        """Until every byte is written; :class:`AllFailed` when no location is left."""
+        if self.segments.complete:
+            return
+        try:
+            while not self.segments.complete:
+                self._fill()
+                if not self.active and not self._waiting():
+                    raise AllFailed(self._why())
+                self._watch(time.monotonic())
+                if self.on_tick is not None:
+                    self.on_tick(self)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done.wait(), TICK)
+        finally:
+            await self._stop()
+        for source in self.active:
+            source.end_run()
+            source.state = "standby"
+
+    # -- sources -------------------------------------------------------------------------
+    def _waiting(self) -> bool:
+        return any(s.state == "standby" for s in self.sources)
+
+    def _why(self) -> str:
+        return "; ".join(f"{s.shown}: {s.message or 'failed'}" for s in self.sources)
+
+    def _fill(self) -> None:
+        now = time.monotonic()
+        for source in self.sources:
+            if len(self.active) >= self.count:
+                return
+            if source.state == "standby" and source.retry_at <= now:
+                self._activate(source)
+
+    def _activate(self, source: Source) -> None:
+        source.activate()
+        self._workers[source.index] = asyncio.get_running_loop().create_task(self._worker(source))
+
+    def _deactivate(self, source: Source, error: ErrorClass | None, wait: float) -> None:
+        source.end_run(error)
+        source.state = "failed" if source.failures >= MAX_FAILURES else "standby"
+        source.retry_at = time.monotonic() + wait
+        self.observer.stop_window(source.index)
+        worker = self._workers.pop(source.index, None)
+        if worker is not None:
+            worker.cancel()
+
+    # -- the monitor -------------------------------------------------------------------
+    def _watch(self, now: float) -> None:
+        for source in list(self.active):
+            if source.busy_since is None:
+                continue
+            expected = source.location.expected_rate
+            self.observer.tick(source.index, source.shown, now, source.bytes, expected)
+            if now - source.last_byte_at > STALL_SECONDS:
+                self._fail_jobs(source, TransportError("server", "stalled mid-body"))
+                continue
+            self._maybe_switch(source, now)
+
+    def _next_standby(self, now: float) -> Source | None:
+        """The location to switch to: the next one in order that has not failed in this
+        fetch (a failed one comes back only to replace a source that failed too)."""
+        for source in self.sources:
+            if source.state == "standby" and source.retry_at <= now and not source.failures:
+                return source
+        return None
+
+    def _maybe_switch(self, source: Source, now: float) -> None:
+        rate = source.rate(now, SWITCH_WINDOW)
+        standby = self._next_standby(now)
+        young = now - (source.transfer_since or now) < SWITCH_WINDOW
+        if rate is None or standby is None or young:
+            source.slow_since = None
+            return
+        expected = standby.expected() or source.peak
+        if expected is None or rate >= SWITCH_FRACTION * expected:
+            source.slow_since = None
+            return
+        if source.slow_since is None:
+            source.slow_since = now
+            return
+        if now - source.slow_since < SWITCH_HOLD:
+            return
+        source.note(f"switched away at {rate / 1e6:.3g} MB/s")
+        self.switches += 1
+        self._deactivate(source, None, SWITCH_COOLDOWN)
+        self._activate(standby)
+
+    def _fail_jobs(self, source: Source, error: TransportError) -> None:
+        for job, task in list(self._tasks.items()):
+            if job.source == source.index:
+                self._errors[job] = error
+                task.cancel()
+
+    # -- workers -----------------------------------------------------------------------
+    async def _worker(self, source: Source) -> None:
+        while not self.segments.complete and source.state == "active":
+            job = self.segments.take(source.index, self._rate_of, self._latency_of)
+            if job is None:
+                await asyncio.sleep(TICK / 2)
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_job(source, job))
+            self._tasks[job] = task
+            try:
+                await asyncio.wait({task})
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await asyncio.wait({task})
+                self._tasks.pop(job, None)
+                source.job_ended(time.monotonic())
+                self.observer.stop_window(source.index)
+                self._settle(job)
+            error = self._errors.pop(job, None)
+            if error is None and not task.cancelled():
+                exc = task.exception()
+                error = exc if isinstance(exc, TransportError) else None
+                if exc is not None and error is None:
+                    error = TransportError("local", f"{type(exc).__name__}: {exc}")
+            if error is not None:
+                source.failures += 1
+                if error.error_class in PERMANENT:
+                    source.failures = MAX_FAILURES  # retrying cannot help
+                source.note(error.args[0] if error.args else "failed")
+                wait = RETRY_BASE * 2 ** (source.failures - 1)
+                self._deactivate(source, error.error_class, wait)
+                return
+
+    def _settle(self, job: Job) -> None:
+        segment = job.segment
+        if not segment.done and job in (segment.owner, segment.dup) and job.cursor >= segment.end:
+            other = self.segments.finish(job)
+            if other is not None and other in self._tasks:
+                self._tasks[other].cancel()
+        else:
+            self.segments.release(job)
+        if self.segments.complete:
+            self._done.set()
+
+    async def _run_job(self, source: Source, job: Job) -> None:
+        assert source.transport is not None
+        segments, started = self.segments, time.monotonic()
+        requested = job.segment.end
+        source.job_started(started)
+        async with source.transport.open(job.cursor, requested) as body:
+            headed = time.monotonic()
+            source.first_byte(headed - started, headed)
+            self.observer.start_window(source.index, time.monotonic(), source.bytes)
+            async for chunk in body.chunks:
+                while chunk:
+                    want = segments.wanted(job)
+                    if want == 0 and body.whole and segments.extend(job):
+                        want = segments.wanted(job)
+                    if want == 0:
+                        return  # cut short (stolen), or the other copy finished
+                    piece = chunk[:want]
+                    self.part.write(job.cursor, piece)
+                    segments.wrote(job, len(piece))
+                    source.add(len(piece), time.monotonic())
+                    chunk = chunk[len(piece) :]
+                if segments.wanted(job) == 0:
+                    if body.whole and not segments.extend(job):
+                        return
+                    if not body.whole and job.cursor < requested:
+                        return  # cut short; else let the answer end (keeps the connection)
+        if segments.wanted(job) > 0:
+            raise TransportError("server", "body ended early")
+
+    def _rate_of(self, index: int) -> float:
+        source = self.sources[index]
+        measured = source.rate(time.monotonic(), SWITCH_WINDOW)
+        return max(1.0, measured or source.expected() or 1e6)
+
+    def _latency_of(self, index: int) -> float:
+        return self.sources[index].latency()
+
+    async def _stop(self) -> None:
+        for worker in self._workers.values():
+            worker.cancel()
+        for task in self._tasks.values():
+            task.cancel()
+        pending = [*self._workers.values(), *self._tasks.values()]
+        if pending:
+            await asyncio.wait(pending)
+        self._workers.clear()
