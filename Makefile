@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps clean test-glance bench
+.PHONY: run test lint typecheck unit system-deps clean test-glance test-glance33 bench
 
 # Glance 28 (the last release with location strategies) in its own virtualenv:
 # its oslo.* pins clash with the daemon's dependencies. This project is installed
@@ -13,6 +13,12 @@ STAMP  := $(VENV)/.installed
 GLANCE_VERSION ?= 28.2.0
 GLANCE_VENV    ?= .venv-glance
 GLANCE_STAMP   := $(GLANCE_VENV)/.installed
+
+# Glance 33 (newest; store weights and ?prefer=, no location strategies) in a third
+# virtualenv, pinned by tests/glance33/constraints.txt (a freeze of what it resolved to).
+GLANCE33_VERSION ?= 33.0.0
+GLANCE33_VENV    ?= .venv-glance33
+GLANCE33_STAMP   := $(GLANCE33_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,12 +34,20 @@ $(GLANCE_STAMP): pyproject.toml tests/glance/constraints.txt
 	$(GLANCE_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(GLANCE_STAMP)
 
+$(GLANCE33_STAMP): pyproject.toml tests/glance33/constraints.txt
+	test -x $(GLANCE33_VENV)/bin/python || $(PYTHON) -m venv $(GLANCE33_VENV)
+	$(GLANCE33_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GLANCE33_VENV)/bin/python -m pip install --quiet -c tests/glance33/constraints.txt \
+		'glance==$(GLANCE33_VERSION)' pytest hypothesis
+	$(GLANCE33_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(GLANCE33_STAMP)
+
 ## The main job: start the sidecar on 127.0.0.1:29292 (state under ./var/ in a checkout).
 run: $(STAMP)
 	$(BIN)/location-sidecar serve
 
 ## The whole test suite, as CI runs it.
-test: system-deps $(STAMP) lint typecheck unit test-glance
+test: system-deps $(STAMP) lint typecheck unit test-glance test-glance33
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -53,12 +67,16 @@ unit: $(STAMP)
 test-glance: $(GLANCE_STAMP) $(STAMP)
 	$(GLANCE_VENV)/bin/python -m pytest tests/glance $(PYTEST_ARGS)
 
+## Glance 33 end to end (tests/glance33/): weights regenerated and reloaded, ?prefer=.
+test-glance33: $(GLANCE33_STAMP) $(STAMP)
+	$(GLANCE33_VENV)/bin/python -m pytest tests/glance33 $(PYTEST_ARGS)
+
 ## The benchmark (bench/): strategies side by side, the sidecar's cost; updates BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench --out BENCHMARKS.md $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(GLANCE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(GLANCE_VENV) $(GLANCE33_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 ## Reliability (tests/reliability/): longer runs than CI's.
 .PHONY: fuzz soak attack

@@ -179,9 +179,9 @@ def download(
         summary["source"] = redact_url(url)
         break
     if summary["source"] is None and glance and image.get("id"):
-        query = (
-            f"?prefer={urllib.parse.quote(','.join(plan.prefer), safe=',')}" if plan.prefer else ""
-        )
+        # Glance (33) moves the named stores' locations first but keeps its own order
+        # among them: naming only the sidecar's best store is what changes the order.
+        query = f"?prefer={urllib.parse.quote(plan.prefer[0])}" if plan.prefer else ""
         api = f"{glance.rstrip('/')}/v2/images/{urllib.parse.quote(image['id'])}/file{query}"
         try:
             size, _ = fetch(api, partial, image, headers, timeout)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from strategies import StrategyConfig, available_strategies, defaults, get_ordered_locations
@@ -297,7 +298,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         if not isinstance(payload, dict):
             raise UsageError("weights: --input is not a GET /v1/backends answer")
     else:
-        payload = request_json(sidecar_url(args), "/v1/backends", timeout=args.timeout)
+        payload = _ask(args, "/v1/backends")
     known = {b.get("backend") for b in payload.get("backends") or [] if isinstance(b, dict)}
     extra: dict[str, list[str]] = {}
     for item in args.store:
@@ -334,7 +335,38 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         else "unknown time"
     )
     header = f"Suggested by `location-sidecar weights` from this node's measurements, {stamp}."
-    print(weights.render_ini(suggested, costs, image_size=size, header=header), end="")
+    snippet = weights.render_ini(suggested, costs, image_size=size, header=header)
+    if not args.output:
+        print(snippet, end="")
+        return 0
+    return _write_weights(Path(args.output), snippet, args.on_change)
+
+
+def _write_weights(path: Path, snippet: str, on_change: str | None) -> int:
+    """``--output``: replace the file only when a weight changed, then run ``--on-change``."""
+    import shlex
+    import subprocess
+
+    from sidecar import weights
+
+    try:
+        changed = weights.write_if_changed(path, snippet)
+    except OSError as exc:
+        raise UsageError(f"weights: cannot write {path}: {exc.strerror or exc}") from None
+    if not changed:
+        print(f"weights unchanged: {path} left as it is")
+        return 0
+    print(f"weights changed: wrote {path}")
+    if not on_change:
+        return 0
+    try:
+        done = subprocess.run(shlex.split(on_change), timeout=300, check=False)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        print(f"{PROG}: weights: --on-change failed: {exc}", file=sys.stderr)
+        return 4
+    if done.returncode != 0:
+        print(f"{PROG}: weights: --on-change exited {done.returncode}", file=sys.stderr)
+        return 4
     return 0
 
 
@@ -449,6 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", help=f"image size to weigh for (default {defaults.IMAGE_SIZE // defaults.GiB}GiB)"
     )
     weights.add_argument("--input", help="a saved GET /v1/backends answer ('-': stdin)")
+    weights.add_argument(
+        "--output",
+        metavar="FILE",
+        help="replace FILE atomically, only when a weight changed (exit 0 either way)",
+    )
+    weights.add_argument(
+        "--on-change",
+        metavar="COMMAND",
+        help="with --output: run COMMAND (no shell) after a change, e.g. "
+        "'systemctl try-reload-or-restart glance-api'; exit 4 when it fails",
+    )
     _add_client_options(weights)
     weights.set_defaults(func=_cmd_weights)
 

@@ -10,7 +10,6 @@ share.
 
 from __future__ import annotations
 
-import configparser
 import ipaddress
 import logging
 import os
@@ -46,6 +45,7 @@ from sidecar.settings import (
     size,
 )
 from strategies import defaults
+from strategies.ceph import read_ceph_fsid as read_ceph_fsid  # part of this module's API
 from strategies.config import METRICS_GROUP, STORE_TYPE_GROUP, StrategyConfig
 from strategies.errors import InvalidSetting
 from strategies.registry import available_strategies
@@ -367,17 +367,3 @@ def parse_config(
         raise config_error(
             exc, SidecarConfig, "a known key (see deploy/location-sidecar.toml)"
         ) from None
-
-
-def read_ceph_fsid(path: Path) -> str | None:
-    """The ``fsid`` of ``[global]`` in a ceph.conf, or ``None``."""
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return None
-    for section in ("global", "GLOBAL"):
-        if parser.has_option(section, "fsid"):
-            return parser.get(section, "fsid").strip() or None
-    return None

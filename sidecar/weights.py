@@ -25,10 +25,14 @@ daemon's dependencies.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import math
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from strategies import defaults
 from strategies.stats import BackendStats
@@ -217,3 +221,44 @@ def render_ini(
             lines.append(f"# {where}: {w.note}")
         lines.append(f"weight = {w.weight}")
     return "\n".join(lines) + "\n"
+
+
+def weights_in(ini_text: str) -> dict[str, str]:
+    """``{store: weight}`` of a snippet (comments and the time stamp do not count)."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(ini_text)
+    return {s: parser.get(s, "weight") for s in parser.sections() if parser.has_option(s, "weight")}
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Replace ``path`` with ``text`` when a weight differs (or it is missing/unreadable).
+
+    Atomic: a temporary file in the same folder, fsync, rename over ``path``,
+    fsync of the folder; a reader sees the old file or the new one, never half.
+    Keeps the old file's mode (0644 for a new one). ``True`` when written.
+    """
+    try:
+        old = path.read_text(encoding="utf-8")
+        if weights_in(old) == weights_in(text):
+            return False
+        mode = path.stat().st_mode & 0o777
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return True

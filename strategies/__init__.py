@@ -25,6 +25,9 @@ from strategies.metrics import (
 )
 from strategies.registry import available_strategies, get_strategy
 
+# `host` installs the local sidecar as `metrics`' source for callers that name none (Glance).
+from strategies import host  # noqa: F401  # isort: skip
+
 __all__ = [
     "BackendStats",
     "InMemoryStatsSource",

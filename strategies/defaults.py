@@ -17,6 +17,12 @@ LISTEN_HOST = "127.0.0.1"
 LISTEN_PORT = 29292
 LISTEN = f"{LISTEN_HOST}:{LISTEN_PORT}"
 SIDECAR_URL = f"http://{LISTEN}"
+SIDECAR_TIMEOUT = 0.25
+"""Seconds a strategy running inside glance-api (or any in-process caller) waits for the sidecar."""
+SIDECAR_CACHE_SECONDS = 2.0
+"""How long such a caller reuses one answer (or one failure) of the sidecar."""
+SIDECAR_MAX_ANSWER = 8 * 1024 * 1024
+"""Bytes of a ``GET /v1/backends`` answer an in-process caller reads at most."""
 CONFIG_PATH = Path("/etc/location-sidecar/sidecar.toml")
 HISTORY_PATH = Path("/var/lib/location-sidecar/history.db")
 CEPH_CONF = Path("/etc/ceph/ceph.conf")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from strategies import defaults
-from strategies._glance_conf import glance_store_type_preference
+from strategies._glance_conf import glance_store_type_preference, register_options
 from strategies.errors import InvalidSetting
 from strategies.placement import Placed, place, place_all
 from strategies.prior import PriorCandidate, merge_priors
@@ -59,6 +59,7 @@ __all__ = [
     "place_all",
     "rank",
     "rank_with_source",
+    "set_default_order",
 ]
 
 
@@ -127,7 +128,8 @@ def get_strategy_name() -> str:
 
 
 def init() -> None:
-    """Nothing to prepare: statistics arrive with each call."""
+    """Inside glance-api: add ``[metrics_location_strategy]`` to Glance's configuration."""
+    register_options()
 
 
 @dataclass(frozen=True)
@@ -390,6 +392,34 @@ def _in_store_type_order(
     return [by_id[id(loc)] for loc in ordered]
 
 
+class DefaultOrder(Protocol):
+    """How :func:`get_ordered_locations` orders when its caller names no source."""
+
+    def __call__(
+        self,
+        locations: list[dict[str, Any]],
+        *,
+        uri_key: str,
+        policy: MetricsPolicy | None,
+        now: float | None,
+        image_size: int | None,
+        image_id: str | None,
+        store_type_preference: Iterable[str] | str | None,
+    ) -> list[dict[str, Any]]: ...
+
+
+_default_order: DefaultOrder | None = None
+
+
+def set_default_order(order: DefaultOrder | None) -> None:
+    """Install what answers :func:`get_ordered_locations` without a ``stats_source``.
+
+    :mod:`strategies.host` installs the local sidecar's (imported with the package).
+    """
+    global _default_order
+    _default_order = order
+
+
 def get_ordered_locations(
     locations: list[dict[str, Any]],
     uri_key: str = "url",
@@ -404,12 +434,22 @@ def get_ordered_locations(
 ) -> list[dict[str, Any]]:
     """Glance's module interface: the ranked list only (see :func:`rank_with_source`).
 
-    Glance (<= 28) passes no arguments: then there is no statistics source (the
-    answer is the ``store_type`` order) and Glance's own CONF supplies the
-    preference.
+    Glance (<= 28) passes no arguments: then this node's sidecar is the source
+    and the policy is the host's (:mod:`strategies.host`), and Glance's own CONF
+    supplies the preference.
     """
     if store_type_preference is None:
         store_type_preference = glance_store_type_preference()
+    if stats_source is None and _default_order is not None:
+        return _default_order(
+            locations,
+            uri_key=uri_key,
+            policy=policy,
+            now=now,
+            image_size=image_size,
+            image_id=image_id,
+            store_type_preference=store_type_preference,
+        )
     return rank_with_source(
         locations,
         uri_key=uri_key,

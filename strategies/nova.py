@@ -25,8 +25,9 @@ locations in the order given, and hands the outcome to :func:`report`::
   the plan falls back to ``store_type`` on its own and says why in
   ``plan.reason`` (``plan.mode == "sidecar_down"``): a download never waits for
   or fails because of the sidecar.
-- ``plan.prefer`` holds the store ids best first, for Glance's
-  ``GET /v2/images/{id}/file?prefer=...`` when the node downloads through the API.
+- ``plan.prefer`` holds the store ids best first; when the node downloads through
+  Glance's API, ``GET /v2/images/{id}/file?prefer=<plan.prefer[0]>`` (Glance keeps
+  its own order among the stores named, so name the best one only).
 - :func:`report` sends every attempt to ``POST /v1/observations``, failures
   included, so that the sidecar learns from real downloads.
 - A :class:`ProgressReporter` reports a long transfer *while it runs* (one

@@ -14,8 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,65 +22,12 @@ import pytest
 
 from sidecar.cli import main as sidecar_cli
 from tests.glance.glance_api import GlanceAPI, free_port
+from tests.glance.sidecar_proc import CONTENT, Sidecar
 from tests.support.http_server import RangeServer
-from tests.support.processes import stop_process, wait_until
+from tests.support.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
-MAIN_PYTHON = REPO / ".venv" / "bin" / "python"
 EXAMPLE = REPO / "examples" / "nova_download.py"
-CONTENT = b"".join(i.to_bytes(4, "big") for i in range(75_000))
-
-
-class Sidecar:
-    """``location-sidecar serve`` from the main virtualenv."""
-
-    def __init__(self, root: Path) -> None:
-        if not MAIN_PYTHON.exists():
-            pytest.fail(f"{MAIN_PYTHON} is missing: run `make .venv/.installed` (make test does)")
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.config = root / "sidecar.toml"
-        self.config.write_text(
-            'node_id = "compute-1"\nlocation_strategy = "metrics"\n'
-            f'[server]\nlisten = "{self.url.removeprefix("http://")}"\n'
-            f'[history]\npath = "{root / "history.db"}"\n',
-            encoding="utf-8",
-        )
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        self.process = subprocess.Popen(
-            [str(MAIN_PYTHON), "-m", "sidecar.cli", "serve", "--config", str(self.config)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(lambda: self.get("/healthz") is not None, 30, "sidecar up", self.process)
-
-    def get(self, path: str) -> Any:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                return json.load(response)
-        except (urllib.error.URLError, OSError):
-            return None
-
-    def post(self, path: str, body: object) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response)
-
-    def seed(self, url: str, seconds: float) -> None:
-        """A past download of the whole image, as a compute node reports it."""
-        body = {"url": url, "ok": True, "bytes": len(CONTENT), "seconds": seconds}
-        assert self.post("/v1/observations", body | {"first_byte_seconds": 0.001})["stored"] == 1
-
-    def backend(self, key: str) -> dict[str, Any]:
-        found: dict[str, Any] = next(
-            b for b in self.get("/v1/backends")["backends"] if b["backend"] == key
-        )
-        return found
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +131,7 @@ def test_example_falls_back_to_glance_api_with_prefer(
     summary = run_example(tmp_path, glance, image["id"], sidecar.url, "--image-json", str(record))
     errors = sorted(t["error"] for t in summary["tried"][:2])
     assert errors[0] == "no such file" and errors[1].startswith("unreachable"), errors
-    assert summary["source"] == f"glance api?prefer={','.join(summary['prefer'])}"
+    assert summary["source"] == f"glance api?prefer={summary['prefer'][0]}"
     assert sorted(summary["prefer"]) == ["local", "web"]
     assert summary["report"]["reason"] == "stored 2 observation(s)"
 

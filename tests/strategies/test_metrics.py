@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from strategies import StrategyConfig, get_ordered_locations, metrics, placement
+from strategies import StrategyConfig, get_ordered_locations, host, metrics, placement
 from strategies.metrics import (
     BackendStats,
     InMemoryStatsSource,
@@ -19,6 +19,7 @@ from strategies.metrics import (
     StatsUnavailable,
     rank_with_source,
 )
+from tests.support.processes import free_port
 
 NOW = 1_000_000.0
 MiB = 1024**2
@@ -228,15 +229,18 @@ def test_policy_validation(kwargs: dict[str, Any]) -> None:
         MetricsPolicy(**kwargs)
 
 
-def test_through_the_public_api_with_a_stats_source() -> None:
+def test_through_the_public_api_with_a_stats_source(monkeypatch: pytest.MonkeyPatch) -> None:
     conf = StrategyConfig(location_strategy="metrics", store_type_preference=PREF)
     source = InMemoryStatsSource({"http://127.0.0.3:8080": good(0.01, 500 * MiB)})
     locations = [loc(FAST_HTTP), loc(SLOW_HTTP)]
     assert [
         x["url"] for x in get_ordered_locations(locations, conf=conf, stats_source=source, now=NOW)
     ] == [SLOW_HTTP, FAST_HTTP]
-    # Without a source: store_type order (both http: input order).
+    # Without a source: the local sidecar's; none there, so store_type order (both http).
+    monkeypatch.setenv("LOCATION_SIDECAR_URL", f"http://127.0.0.1:{free_port()}")
+    host.reset()
     assert get_ordered_locations(locations, conf=conf) == locations
+    host.reset()
 
 
 def test_each_place_has_a_typed_reason_and_its_group_follows() -> None:
