@@ -131,20 +131,6 @@ class ProbeResult:
             return None
         return self.bytes / transfer
 
-    def sample_fields(self) -> dict[str, Any]:
-        """The ``Sample`` fields a probe result determines (the scheduler adds
-        ``source="probe"`` and ``kind``). Only meaningful when ``measured``."""
-        return {
-            "time": self.started_at,
-            "backend": self.backend,
-            "ok": self.ok,
-            "error_class": self.error_class,
-            "status": self.status,
-            "first_byte_seconds": self.first_byte_seconds,
-            "bytes": self.bytes,
-            "seconds": self.seconds,
-        }
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok

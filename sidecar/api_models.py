@@ -45,6 +45,8 @@ def check_text(value: Any) -> Any:
     echoing them would fail after the work was done; NUL truncates C strings in
     logs and tools. Walks iteratively: nesting depth is bounded, not recursion.
     """
+    if _plain(value):  # the common case, without building a path for every item
+        return value
     stack: list[tuple[Any, str, int]] = [(value, "body", 0)]
     while stack:
         item, where, depth = stack.pop()
@@ -65,6 +67,37 @@ def check_text(value: Any) -> Any:
         elif isinstance(item, list):
             stack.extend((sub, f"{where}[{i}]", depth + 1) for i, sub in enumerate(item))
     return value
+
+
+def _plain(value: Any) -> bool:
+    """Whether :func:`check_text` has nothing to say about ``value`` (the same rules)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    push = stack.append
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(item, str):
+            if "\x00" in item or not (item.isascii() or _encodes(item)):
+                return False
+        elif isinstance(item, dict):
+            depth += 1
+            for key, sub in item.items():
+                push((key, depth))
+                push((sub, depth))
+        elif isinstance(item, list):
+            depth += 1
+            for sub in item:
+                push((sub, depth))
+    return True
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _TextChecked(BaseModel):

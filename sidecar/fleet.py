@@ -26,18 +26,16 @@ import random
 import ssl
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
+from sidecar.config import SidecarConfig
 from sidecar.fleet_config import FleetConfig, NodeConfig
 from strategies import defaults
 from strategies.stats import BackendStats, FleetPrior
-
-if TYPE_CHECKING:
-    from sidecar.app import SidecarApp
 
 LOG = logging.getLogger(__name__)
 
@@ -144,13 +142,13 @@ class Fleet:
         self._warned_token = False
 
     @classmethod
-    def install(cls, app: SidecarApp) -> Fleet:
-        """The app's fleet prior: its background task (when on) and its metrics."""
-        config = app.config
-        fleet = cls(config.fleet, config.node, config.node_id, app.clock)
-        app.metrics.registry.register(_FleetCollector(fleet))
-        if config.fleet.enabled:
-            app.add_background_task("fleet", lambda _app: fleet.run())
+    def install(
+        cls, config: SidecarConfig, clock: Callable[[], float], registry: CollectorRegistry
+    ) -> Fleet:
+        """The daemon's fleet prior, its metrics in ``registry``; run :meth:`run` as a
+        background task when ``config.fleet.enabled``."""
+        fleet = cls(config.fleet, config.node, config.node_id, clock)
+        registry.register(_FleetCollector(fleet))
         return fleet
 
     # -- what the ranking and the health checks read ----------------------------------

@@ -19,17 +19,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.config import SidecarConfig, is_loopback_host
 from sidecar.connections import ConnectionCollector, ConnectionGuard, ConnectionLimits
 from sidecar.looplag import LoopLag
-
-if TYPE_CHECKING:
-    from sidecar.app import SidecarApp
 
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 
@@ -200,10 +200,16 @@ class Guards:
     lag: LoopLag
 
 
-def install_guards(app: SidecarApp) -> Guards:
-    """Add the body budget, the Host check, the loop-lag monitor and the connection
-    metrics; call it after the body-reading middleware, before the bearer-token check."""
-    server = app.config.server
+def install_guards(
+    app: FastAPI,
+    config: SidecarConfig,
+    registry: CollectorRegistry,
+    add_task: Callable[[str, Callable[[], Awaitable[None]]], None],
+) -> Guards:
+    """Add the body budget, the Host check, the loop-lag monitor (a background task,
+    through ``add_task``) and the connection metrics (in ``registry``); call it after
+    the body-reading middleware, before the bearer-token check."""
+    server = config.server
     guards = Guards(
         budget=BodyBudget(server.max_buffered_body),
         connections=ConnectionGuard(
@@ -213,12 +219,12 @@ def install_guards(app: SidecarApp) -> Guards:
                 body_timeout=server.request_body_timeout,
             )
         ),
-        lag=LoopLag(app.metrics.registry),
+        lag=LoopLag(registry),
     )
     app.add_middleware(BodyBudgetMiddleware, budget=guards.budget)
-    app.add_middleware(HostCheckMiddleware, policy=HostPolicy.of(app.config))
-    app.metrics.registry.register(ConnectionCollector(guards.connections))
-    app.add_background_task("loop_lag", lambda _app: guards.lag.run())
+    app.add_middleware(HostCheckMiddleware, policy=HostPolicy.of(config))
+    registry.register(ConnectionCollector(guards.connections))
+    add_task("loop_lag", guards.lag.run)
     app.state.guards = guards
     return guards
 

@@ -15,8 +15,10 @@ probed again once a rank request names one of its locations (at once if its
 data is no longer fresh, else on the normal spread schedule).
 
 This module is the thin, asynchronous part: probes are coroutines (file and
-rbd reads run in threads inside ``probes``), results go through
-``app.record`` (history, estimators and so the ejection logic), then metrics.
+rbd reads run in threads inside ``probes``), results go through the ``record``
+function it is given (history, estimators and so the ejection logic), then
+metrics. It sees nothing else of the daemon: a clock, an :class:`EstimatesReader`,
+its ``[probe]`` config, a few settings and a metrics registry.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
+
+from prometheus_client import CollectorRegistry
 
 import probes
-from probes import ProbeLimits, ProbeResult, ProbeTarget, Reason, TokenCache
+from probes import Measurability, ProbeLimits, ProbeResult, ProbeTarget, Reason, TokenCache
 from probes.measurable import ceph_available
 from sidecar.history import HistoryError
 from sidecar.probe_config import ProbeConfig
@@ -40,15 +44,25 @@ from sidecar.probe_plan import Due, ProbePlanner
 from sidecar.samples import Sample
 from strategies.backends import backend_of
 
-if TYPE_CHECKING:
-    from sidecar.app import SidecarApp
-
 LOG = logging.getLogger(__name__)
 MAX_NOTES = 1024
 """Backends remembered as not probed (keys only), oldest forgotten first."""
 
 Prober = Callable[[ProbeTarget, ProbeLimits], Awaitable[ProbeResult]]
+Record = Callable[[Sample], Awaitable[None]]
 NoteKind = Literal["not_allowed", "not_measurable", "not_needed"]
+
+
+class EstimatesReader(Protocol):
+    """What the scheduler reads of the estimators."""
+
+    def known(self, key: str, now: float) -> tuple[bool, bool]:
+        """``(fresh, has a throughput estimate)`` for a backend."""
+        ...
+
+    def report_throughput_at(self, key: str) -> float | None:
+        """Time of the newest client download of ``key`` that measured a throughput."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -107,26 +121,35 @@ class ProbeScheduler:
 
     def __init__(
         self,
-        app: SidecarApp,
         config: ProbeConfig,
         *,
+        record: Record,
+        clock: Callable[[], float],
+        estimates: EstimatesReader,
+        registry: CollectorRegistry,
+        file_roots: tuple[str, ...] = (),
+        local_ceph_fsid: str | None = None,
+        hold_at_least: float = 0.0,
+        min_throughput_bytes: int = 1,
         rng: random.Random | None = None,
         prober: Prober = probes.probe,
     ) -> None:
-        self.app = app
+        """``hold_at_least``: the shortest hold of a target after an auth error
+        (``estimator.eject_max``); ``min_throughput_bytes``: see :func:`sample_of`."""
         self.config = config
+        self.record = record
+        self.clock = clock
+        self.estimates = estimates
         self.prober = prober
-        metrics_policy = app.config.strategy.metrics
-        self.file_roots: tuple[str, ...] = tuple(metrics_policy.file_roots)
-        self.local_fsid = metrics_policy.local_ceph_fsid or None
-        self.metrics = ProbeMetrics(
-            app.metrics.registry, budget=lambda: self.planner.budget.level(app.clock())
-        )
+        self.file_roots = file_roots
+        self.local_fsid = local_ceph_fsid
+        self.min_throughput_bytes = min_throughput_bytes
+        self.metrics = ProbeMetrics(registry, budget=lambda: self.planner.budget.level(clock()))
         self.planner = ProbePlanner(
             config,
             rng or random.Random(),
-            app.clock(),
-            auth_backoff=max(app.config.estimator.eject_max, config.latency_interval),
+            clock(),
+            auth_backoff=max(hold_at_least, config.latency_interval),
             on_skip=self.metrics.skip,
         )
         self.tokens = TokenCache()
@@ -138,21 +161,18 @@ class ProbeScheduler:
         self._wake: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @classmethod
-    def install(cls, app: SidecarApp, **kwargs: Any) -> ProbeScheduler:
-        """Build the scheduler from the app's ``[probe]`` section and start it with the app."""
-        config = app.config.probe
-        scheduler = cls(app, config, **kwargs)
-        if config.enabled and (config.targets or config.learn_from or config.file_roots):
-            app.add_background_task("probe-scheduler", scheduler.run)
-        return scheduler
+    @property
+    def wanted(self) -> bool:
+        """Whether there is anything to probe: run :meth:`run` as a task only then."""
+        c = self.config
+        return c.enabled and bool(c.targets or c.learn_from or c.file_roots)
 
     # -- learning from rank requests --------------------------------------------------
     def learn(self, locations: Iterable[tuple[str, str | None]]) -> None:
         """Consider ``(url, backend key)`` pairs of a rank request; never blocks."""
         if not self.config.enabled:
             return
-        now = self.app.clock()
+        now = self.clock()
         changed = False
         for url, key in locations:
             if key is None:
@@ -171,7 +191,7 @@ class ProbeScheduler:
             if note is not None:
                 self._note(key, note)
                 continue
-            fresh, has_throughput = self._known(key, now)
+            fresh, has_throughput = self.estimates.known(key, now)
             self.planner.add(
                 key, url, origin="learned", now=now, fresh=fresh, has_throughput=has_throughput
             )
@@ -189,7 +209,7 @@ class ProbeScheduler:
 
     def _verdict(self, url: str, key: str) -> Note | None:
         """Why this location must not be probed, or ``None`` when it may be."""
-        verdict = probes.measurability(url, local_ceph_fsid=self.local_fsid, ceph=self._rbd)
+        verdict = self.measurability(url)
         if verdict.outcome != "ok":
             return Note(verdict.outcome, verdict.message)
         try:
@@ -207,28 +227,15 @@ class ProbeScheduler:
             return Note("not_allowed", "host not in probe.learn_from")
         return None
 
-    def _known(self, key: str, now: float) -> tuple[bool, bool]:
-        """``(fresh, has a throughput estimate)`` for a backend, from the estimators."""
-        state = self.app.estimators.backends.get(key)
-        if state is None:
-            return False, False
-        has_throughput = state.throughput.value is not None
-        return state.estimates().fresh(now, self.app.estimators.max_age), has_throughput
-
-    def _report_at(self, key: str) -> float | None:
-        state = self.app.estimators.backends.get(key)
-        return None if state is None else state.newest_report_throughput_at
-
     def allow_host(self, host: str) -> bool:
         """Where probes may connect besides a location's own host (``probes.gate``):
         a learn_from host or a configured target's host."""
         return host in self.configured_hosts or self.config.host_allowed(host, host)
 
     # -- what /v1/backends says -------------------------------------------------------
-    def measurability(self, key: str) -> tuple[bool, str | None]:
+    def measurability(self, url_or_key: str) -> Measurability:
         """Whether this node can measure a backend, and why not (``probes.measurability``)."""
-        verdict = probes.measurability(key, local_ceph_fsid=self.local_fsid, ceph=self._rbd)
-        return verdict.measurable, verdict.message or None
+        return probes.measurability(url_or_key, local_ceph_fsid=self.local_fsid, ceph=self._rbd)
 
     def keys(self) -> list[str]:
         """Backends to list although they may have no sample: probed or not measurable."""
@@ -267,13 +274,13 @@ class ProbeScheduler:
         }
 
     # -- the loop ---------------------------------------------------------------------
-    async def run(self, app: SidecarApp) -> None:
+    async def run(self) -> None:
         """Plan the configured targets, then start what is due until cancelled."""
         self._wake = asyncio.Event()
-        now = app.clock()
+        now = self.clock()
         for target in self.config.targets:
             key = backend_of(target.url, file_roots=self.file_roots).key
-            fresh, has_throughput = self._known(key, now)
+            fresh, has_throughput = self.estimates.known(key, now)
             self.planner.add(
                 key,
                 target.url,
@@ -287,11 +294,12 @@ class ProbeScheduler:
         try:
             while True:
                 self._wake.clear()
-                for due in self.planner.take_due(app.clock(), self._report_at):
+                report_at = self.estimates.report_throughput_at
+                for due in self.planner.take_due(self.clock(), report_at):
                     task = asyncio.create_task(self._probe(due), name=f"probe {due.kind}")
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                delay = min(max(self.planner.next_wakeup() - app.clock(), 0.05), 60.0)
+                delay = min(max(self.planner.next_wakeup() - self.clock(), 0.05), 60.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
         finally:
@@ -326,16 +334,15 @@ class ProbeScheduler:
         except Exception as exc:  # a prober must not kill the scheduler
             LOG.error("probe of %s raised %s", due.key, type(exc).__name__)
             self.planner.finished(
-                due, self.app.clock(), outcome="error", error_class="local", message="crashed"
+                due, self.clock(), outcome="error", error_class="local", message="crashed"
             )
             self._poke()
             return
-        now = self.app.clock()
-        min_bytes = self.app.config.estimator.min_throughput_bytes
-        sample = sample_of(result, due.kind, due.key, now, min_bytes=min_bytes)
+        now = self.clock()
+        sample = sample_of(result, due.kind, due.key, now, min_bytes=self.min_throughput_bytes)
         if sample is not None:
             try:
-                await self.app.record(sample)
+                await self.record(sample)
             except HistoryError as exc:
                 LOG.warning("probe sample of %s not stored: %s", due.key, exc)
             self.metrics.result(due.key, due.kind, result, sample.ok)

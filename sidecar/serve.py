@@ -22,6 +22,7 @@ from sidecar.connections import (
     protocol_class,
     quiet_accept_errors,
 )
+from sidecar.core import open_history
 from sidecar.guards import guards_of
 from sidecar.history import History, HistoryError
 from sidecar.notify import Notifier
@@ -95,16 +96,17 @@ async def serve(
     config: SidecarConfig,
     *,
     app_factory: Callable[[SidecarConfig, Notifier], SidecarApp] | None = None,
-    recoveries: int = 0,
+    history: History | None = None,
 ) -> int:
     """Serve until a signal; ``READY=1`` once the listening socket accepts connections.
 
-    ``recoveries``: corrupt history files the preflight already replaced (counted
-    in the app's metric, since the preflight opened the file first).
+    ``history``: the one the preflight opened (the app uses it, not a second open).
     """
     notifier = Notifier()
-    app = app_factory(config, notifier) if app_factory else create_app(config, notifier=notifier)
-    app.history.recoveries += recoveries
+    if app_factory:
+        app = app_factory(config, notifier)
+    else:
+        app = create_app(config, notifier=notifier, history=history)
     quiet_accept_errors(asyncio.get_running_loop())
     server = NotifyingServer(uvicorn_config(app, config), notifier)
     task = asyncio.create_task(server.serve())
@@ -112,20 +114,23 @@ async def serve(
         await asyncio.sleep(0.01)
     if server.started:
         notifier.ready(f"listening on {config.server.listen}")
-    await task
+    try:
+        await task
+    finally:
+        if history is not None:  # the app closes it, unless it never got to run
+            await asyncio.to_thread(history.close)
     return 0 if server.started else 1
 
 
-def preflight(config: SidecarConfig) -> tuple[str | None, int]:
+def preflight(config: SidecarConfig) -> tuple[str | None, History]:
     """One line saying why the daemon cannot start (or ``None``), checked before binding,
-    and the number of corrupt history files replaced on the way."""
-    history = History(config.history.path, retention=config.history.retention)
+    and the history, opened (corrupt files replaced and counted on the way)."""
+    history = open_history(config)
     try:
         history.open()
     except HistoryError as exc:
-        return str(exc), history.recoveries
-    history.close()
-    return None, history.recoveries
+        return str(exc), history
+    return None, history
 
 
 class RedactQueryFilter(logging.Filter):
@@ -180,8 +185,8 @@ def run(config: SidecarConfig) -> int:
         level=config.server.log_level.upper(),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    problem, recoveries = preflight(config)
+    problem, history = preflight(config)
     if problem:
         print(f"location-sidecar: {problem}", file=sys.stderr)
         return 1
-    return asyncio.run(serve(config, recoveries=recoveries))
+    return asyncio.run(serve(config, history=history))

@@ -14,6 +14,7 @@ non-finite number into one.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ class Freshness(enum.Enum):
 
 
 def _real(value: object) -> bool:
+    if type(value) is float:  # the common case first: this runs on every ranking
+        return math.isfinite(value)
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -59,6 +62,10 @@ class BackendStats:
 
     def problem(self) -> str | None:
         """The first value that makes these statistics unusable, named, or ``None``."""
+        return self._problem
+
+    @functools.cached_property
+    def _problem(self) -> str | None:  # asked several times per ranking: worked out once
         latency, throughput = self.latency_seconds, self.throughput_bytes_per_second
         if latency is not None and not (_real(latency) and latency >= 0):
             return f"latency_seconds {latency!r}"

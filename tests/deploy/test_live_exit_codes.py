@@ -9,12 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.deploy.processes import entry_point, free_port
-
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
 
 
 def test_invalid_config_exits_2_with_one_line(tmp_path: Path) -> None:

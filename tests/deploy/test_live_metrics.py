@@ -1,7 +1,4 @@
-"""The running sidecar exports every name the dashboard and rules use, cleanly.
-
-Needs the daemon (issue 3): skipped while sidecar.app cannot be imported.
-"""
+"""The running sidecar exports every name the dashboard and rules use, cleanly."""
 
 from __future__ import annotations
 
@@ -14,9 +11,6 @@ import pytest
 from tests.deploy import live
 from tests.deploy.processes import Sidecar, blob_server, run_sidecar, tool
 from tests.support import metrics_contract as contract
-
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,6 @@ import pytest
 
 from tests.deploy.processes import Sidecar, run_sidecar
 
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
-
 WATCHDOG_USEC = 3_000_000
 DEADLINE = 30.0
 CLEAN_EXIT = {0, -signal.SIGTERM}

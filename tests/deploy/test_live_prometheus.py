@@ -1,7 +1,4 @@
-"""A real Prometheus, with the shipped scrape config and rules, scrapes a running sidecar.
-
-Needs the daemon (issue 3): skipped while sidecar.app cannot be imported.
-"""
+"""A real Prometheus, with the shipped scrape config and rules, scrapes a running sidecar."""
 
 from __future__ import annotations
 
@@ -26,9 +23,6 @@ from tests.deploy.processes import (
 )
 from tests.deploy.promql import names
 from tests.support import metrics_contract as contract
-
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
 
 NODE = 'job="location-sidecar", instance="compute-01.example.org"'
 

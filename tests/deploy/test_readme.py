@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 from tests.deploy import artifacts
@@ -20,11 +19,7 @@ def test_listed_files_exist() -> None:
     rows = re.findall(r"^\| `([^`]+)` \|", README.read_text(), re.M)
     paths = [row for row in rows if "/" in row or row.endswith((".toml", ".json", ".yml"))]
     assert len(paths) >= 6
-    # The example config comes with the daemon (issue 3), like sidecar.app.
-    daemon_landed = importlib.util.find_spec("sidecar.app") is not None
     for path in paths:
-        if path == "location-sidecar.toml" and not daemon_landed:
-            continue
         assert list(artifacts.DEPLOY.glob(path)), path
 
 

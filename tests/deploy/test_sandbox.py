@@ -92,9 +92,7 @@ def test_the_daemons_stack_serves_in_the_sandbox(tmp_path: Path) -> None:
         proc.wait(30)
 
 
-@pytest.mark.needs_sidecar
 def test_the_daemon_serves_in_the_sandbox(tmp_path: Path) -> None:
-    pytest.importorskip("sidecar.app")
     from tests.deploy import live
     from tests.deploy.processes import blob_server, run_sidecar
 
@@ -121,7 +119,6 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.needs_sidecar
 def test_http_and_file_probes_work_in_the_sandbox(tmp_path: Path) -> None:
     """The probes the daemon runs (issue 4) read through the same filter."""
     pytest.importorskip("probes.file")

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench import plots
 from bench.report import first_table, scenario_table
 from bench.run import FLEET_STRATEGIES, FLEET_VARIANT, run_scenario
 from bench.scenarios import SCENARIOS, reduced
-
-pytest.importorskip("sidecar.app")
 
 
 def test_cold_start_runs_every_strategy_with_and_without_the_prior(tmp_path: Path) -> None:

@@ -28,9 +28,6 @@ from tests.deploy.processes import (
     zone_scrape_config,
 )
 
-pytest.importorskip("sidecar.app")
-pytestmark = pytest.mark.needs_sidecar
-
 MiB = 1024 * 1024
 # No server answers on these: nothing here is probed (no targets, no learn_from).
 FAST = "http://127.0.0.2:9/images/cirros.qcow2"  # fast in zone a, slow in zone b

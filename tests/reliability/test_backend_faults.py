@@ -18,7 +18,7 @@ import pytest
 
 import probes
 from sidecar.app import SidecarApp
-from sidecar.samples import Sample
+from sidecar.scheduler import sample_of
 from tests.sidecar.support import make_config, running_app, wait_until
 from tests.support.http_server import RangeServer
 
@@ -57,8 +57,9 @@ def test_broken_backends_do_not_stall_the_loop_or_ranking(
         result = await probes.probe(probes.ProbeTarget(server.url("/img")), limits)
         durations[name].append(time.monotonic() - started)
         outcomes[name].append(result.outcome if result.ok else f"error:{result.error_class}")
-        if result.outcome in ("ok", "error"):
-            await app.record(Sample(source="probe", kind="download", **result.sample_fields()))
+        sample = sample_of(result, "latency", result.backend, result.started_at)  # as measured
+        if sample is not None:
+            await app.record(sample)
 
     async def prober(app: SidecarApp) -> None:
         for round_ in range(ROUNDS):

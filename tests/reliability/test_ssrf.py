@@ -1,6 +1,6 @@
-"""SSRF rules under the running scheduler, the cases tests/scheduler does not cover.
+"""SSRF rules under the running scheduler, the cases tests/sidecar/scheduler does not cover.
 
-tests/scheduler/test_live.py covers: a rank request teaches only ``learn_from``
+tests/sidecar/scheduler/test_live.py covers: a rank request teaches only ``learn_from``
 hosts (others get no TCP connection), ``file://`` only under ``probe.file_roots``,
 and a single redirect to a host not allowed. Here: a redirect chain that leaves
 the allowed hosts after one allowed hop, ``..`` segments (plain and

@@ -1,9 +1,11 @@
-"""How the scheduler reads the estimators: passive data, freshness, measurability."""
+"""How the scheduler reads the estimators (through the core's EstimatesReader): passive
+data, freshness; and its typed measurability verdicts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from probes import Reason
 from sidecar.app import create_app
 from sidecar.samples import Kind, Sample, Source
 from tests.sidecar.support import FakeClock, make_config
@@ -32,28 +34,29 @@ def test_only_real_downloads_that_measured_a_throughput_hold_back_throughput_pro
 ) -> None:
     clock = FakeClock()
     app = create_app(make_config(tmp_path, {"probe": {"learn_from": ["*"]}}), clock=clock)
-    scheduler = app.scheduler
+    estimates = app.scheduler.estimates
     app.estimators.record(sample(clock, "probe", "throughput", 8 << 20))
-    assert scheduler._report_at(KEY) is None
+    assert estimates.report_throughput_at(KEY) is None
     app.estimators.record(sample(clock, "report", "download", 1024))  # too small: latency only
-    assert scheduler._report_at(KEY) is None
+    assert estimates.report_throughput_at(KEY) is None
     clock.advance(5)
     app.estimators.record(sample(clock, "report", "download", 64 << 20))
-    assert scheduler._report_at(KEY) == clock()
-    assert scheduler._known(KEY, clock()) == (True, True)
+    assert estimates.report_throughput_at(KEY) == clock()
+    assert estimates.known(KEY, clock()) == (True, True)
     clock.advance(app.config.strategy.metrics.max_age + 1)
-    assert scheduler._known(KEY, clock()) == (False, True)
+    assert estimates.known(KEY, clock()) == (False, True)
+    assert estimates.known("https://other.example.org:443", clock()) == (False, False)
 
 
 def test_measurability_by_backend_key(tmp_path: Path) -> None:
     config = make_config(tmp_path, {"metrics_location_strategy": {"local_ceph_fsid": FSID}})
     scheduler = create_app(config).scheduler
-    assert scheduler.measurability(KEY) == (True, None)
-    assert scheduler.measurability("file:///var/lib/glance/images") == (True, None)
+    assert scheduler.measurability(KEY).measurable
+    assert scheduler.measurability("file:///var/lib/glance/images").measurable
     for key in ("cinder://default", "vsphere://vc", "swift+config://ref", "rbd://default"):
-        can, why = scheduler.measurability(key)
-        assert not can and why, key
-    can, why = scheduler.measurability(f"rbd://{FSID}/images")
-    assert not can and "local Ceph" in (why or "")
-    can, why = scheduler.measurability("rbd://00000000-0000-4000-8000-00000000ffff/images")
-    assert not can and "bindings" in (why or "")  # no rados/rbd here
+        verdict = scheduler.measurability(key)
+        assert verdict.outcome == "not_measurable" and verdict.message, key
+    local = scheduler.measurability(f"rbd://{FSID}/images")
+    assert local.reason is Reason.LOCAL_CEPH and local.outcome == "not_needed"
+    other = scheduler.measurability("rbd://00000000-0000-4000-8000-00000000ffff/images")
+    assert other.reason is Reason.NO_CEPH_BINDINGS  # no rados/rbd here
