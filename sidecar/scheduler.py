@@ -339,7 +339,11 @@ class ProbeScheduler:
             self._poke()
             return
         now = self.clock()
-        sample = sample_of(result, due.kind, due.key, now, min_bytes=self.min_throughput_bytes)
+        try:
+            sample = sample_of(result, due.kind, due.key, now, min_bytes=self.min_throughput_bytes)
+        except ValueError as exc:  # beyond the physical limits (sidecar.samples): not stored
+            LOG.warning("probe of %s measured the impossible (%s): not stored", due.key, exc)
+            sample = None
         if sample is not None:
             try:
                 await self.record(sample)

@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +331,41 @@ def test_a_dripping_backend_cut_by_the_timeout_is_a_failure() -> None:
     assert dripped is not None and not dripped.ok and dripped.error_class == "local"
     slow = sample_of(cut(64 * 1024), "throughput", "http://a:80", 1.0, min_bytes=64 * 1024)
     assert slow is not None and slow.ok
+
+
+def test_an_impossible_probe_measurement_is_not_stored_and_the_scheduler_goes_on(
+    tmp_path: Path, servers: dict[str, RangeServer]
+) -> None:
+    """A result past the physical limits (a lying clock, say) is dropped, not fatal."""
+    good = servers["good"]
+    probe = {"targets": [{"url": good.url("/probe-object")}], "latency_interval": "0.3s"}
+    app = create_app(make_config(tmp_path, {"probe": probe}))
+    real = app.scheduler.prober
+    calls = {"n": 0}
+
+    async def lying(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
+        result = await real(target, limits)
+        calls["n"] += 1
+        if calls["n"] == 1 and result.ok:  # 64 KiB in a nanosecond: 64 TB/s
+            zero = {"resolve": 0.0, "connect": 0.0, "tls": 0.0, "transfer": 0.0}
+            phases = replace(result.phases, first_byte=1e-9, total=1e-9, **zero)
+            return replace(result, phases=phases)
+        return result
+
+    app.scheduler.prober = lying
+    server = ThreadServer(app).start()
+    try:
+        c = server.client
+        wait_until(lambda: calls["n"] >= 3, what="probes after the impossible one")
+        assert c.get("/readyz").status_code == 200
+        wait_until(
+            lambda: any(
+                b["samples"]["probe"] >= 1 for b in c.get("/v1/backends").json()["backends"]
+            ),
+            what="a later, possible probe stored",
+        )
+        for line in c.get("/metrics").text.splitlines():
+            if line.startswith("location_sidecar_backend_throughput_bytes_per_second{"):
+                assert float(line.rsplit(" ", 1)[1]) < 64 * 2**30
+    finally:
+        server.stop()
