@@ -77,9 +77,12 @@ def _fetch_in_worker(
 class Fetcher:
     """``location-sidecar fetch`` (``sources``: 1 or ``"auto"``) with its own sidecar.
 
-    Downloads run in worker processes of its own (forked, up to ``WORKERS`` at once),
-    as a node runs its fetch next to, not inside, other programs: in this process
-    they would share one interpreter lock with every other strategy's threads.
+    Downloads run in worker processes of its own (up to ``WORKERS`` at once), as a
+    node runs its fetch next to, not inside, other programs: in this process they
+    would share one interpreter lock with every other strategy's threads. The
+    workers come from a fork server, never forked from this process: a worker forked
+    while another thread starts aria2c would inherit the pipe through which
+    ``subprocess`` waits for aria2c's exec, and that wait would never end.
     """
 
     WORKERS = 8
@@ -94,7 +97,7 @@ class Fetcher:
         self.sources = sources
         self.switches = 0
         self.directory = Path(tempfile.mkdtemp(prefix="bench-fetch-", dir=SCRATCH))
-        self.pool = ProcessPoolExecutor(self.WORKERS, mp_context=get_context("fork"))
+        self.pool = ProcessPoolExecutor(self.WORKERS, mp_context=get_context("forkserver"))
 
     def download(self, emulator: Emulator, image: Image, start: float) -> Download:
         result = Download(self.name, image.image_id, image.size, start)
