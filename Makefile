@@ -26,21 +26,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+# One recipe for both Glance virtualenvs; each stamp names its release and pins.
+$(GLANCE_STAMP): RELEASE := $(GLANCE_VERSION)
+$(GLANCE_STAMP): PINS := tests/glance/constraints.txt
 $(GLANCE_STAMP): pyproject.toml tests/glance/constraints.txt
-	test -x $(GLANCE_VENV)/bin/python || $(PYTHON) -m venv $(GLANCE_VENV)
-	$(GLANCE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(GLANCE_VENV)/bin/python -m pip install --quiet -c tests/glance/constraints.txt \
-		'glance==$(GLANCE_VERSION)' pytest hypothesis
-	$(GLANCE_VENV)/bin/python -m pip install --quiet --no-deps -e .
-	touch $(GLANCE_STAMP)
-
+$(GLANCE33_STAMP): RELEASE := $(GLANCE33_VERSION)
+$(GLANCE33_STAMP): PINS := tests/glance33/constraints.txt
 $(GLANCE33_STAMP): pyproject.toml tests/glance33/constraints.txt
-	test -x $(GLANCE33_VENV)/bin/python || $(PYTHON) -m venv $(GLANCE33_VENV)
-	$(GLANCE33_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(GLANCE33_VENV)/bin/python -m pip install --quiet -c tests/glance33/constraints.txt \
-		'glance==$(GLANCE33_VERSION)' pytest hypothesis
-	$(GLANCE33_VENV)/bin/python -m pip install --quiet --no-deps -e .
-	touch $(GLANCE33_STAMP)
+$(GLANCE_STAMP) $(GLANCE33_STAMP):
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --upgrade pip
+	$(@D)/bin/python -m pip install --quiet -c $(PINS) 'glance==$(RELEASE)' pytest hypothesis
+	$(@D)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
 
 ## The main job: start the sidecar on 127.0.0.1:29292 (state under ./var/ in a checkout).
 run: $(STAMP)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from bench.service import RANK_BODY, RANK_URLS
+from bench.service import RANK_BODY, warm_reports
 from sidecar.api import rank_json
 from sidecar.api_models import RankRequest
 from sidecar.app import SidecarApp, create_app
@@ -92,18 +92,7 @@ def _micros(fn: Callable[[], object], n: int, rounds: int) -> float:
 
 def _reports() -> bytes:
     """One good report per backend of the rank body (as the service benchmark warms up)."""
-    return json.dumps(
-        [
-            {
-                "url": u,
-                "ok": True,
-                "bytes": 1 << 20,
-                "seconds": 0.1 + i * 0.05,
-                "first_byte_seconds": 0.01,
-            }
-            for i, u in enumerate(RANK_URLS)
-        ]
-    ).encode()
+    return json.dumps(warm_reports()).encode()
 
 
 async def main(n: int, rounds: int) -> None:

@@ -120,9 +120,9 @@ def loadgen(
     return result
 
 
-def _warm(sidecar: Sidecar) -> None:
-    """A report per backend, so /v1/rank answers in ``metrics`` mode (the costly path)."""
-    observations = [
+def warm_reports() -> list[dict[str, Any]]:
+    """One good report per backend of the rank body, so /v1/rank answers in ``metrics`` mode."""
+    return [
         {
             "url": u,
             "ok": True,
@@ -132,6 +132,11 @@ def _warm(sidecar: Sidecar) -> None:
         }
         for i, u in enumerate(RANK_URLS)
     ]
+
+
+def _warm(sidecar: Sidecar) -> None:
+    """Reports first, so /v1/rank takes its costly path (``metrics`` mode)."""
+    observations = warm_reports()
     httpx.post(sidecar.url + "/v1/observations", json=observations, timeout=10).raise_for_status()
     answer = httpx.post(sidecar.url + "/v1/rank", json=RANK_BODY, timeout=10).json()
     if answer["mode"] != "metrics":

@@ -82,31 +82,32 @@ class _StateCollector(Collector):
             "Size of the history database and its WAL",
             value=self.history.size_bytes(),
         )
-        yield CounterMetricFamily(
-            PREFIX + "history_write_errors",
-            "History writes that failed",
-            value=self.history.write_errors,
+        counters = (
+            ("history_write_errors", "History writes that failed", self.history.write_errors),
+            (
+                "history_rows_skipped",
+                "History rows skipped on replay or read: impossible values"
+                " (see README.md, HTTP API)",
+                self.history.skipped_rows,
+            ),
+            (
+                "history_rows_trimmed",
+                "History rows deleted, oldest first, because the file held more than max_rows",
+                self.history.trimmed_rows,
+            ),
+            (
+                "backends_evicted",
+                "Backends dropped from the table (the least recently useful) to admit a new one",
+                self.estimators.evicted,
+            ),
+            (
+                "history_recoveries",
+                "Corrupt history files moved aside and replaced by a fresh one",
+                self.history.recoveries,
+            ),
         )
-        yield CounterMetricFamily(
-            PREFIX + "history_rows_skipped",
-            "History rows skipped on replay or read: impossible values (see README.md, HTTP API)",
-            value=self.history.skipped_rows,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "history_rows_trimmed",
-            "History rows deleted, oldest first, because the file held more than max_rows",
-            value=self.history.trimmed_rows,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "backends_evicted",
-            "Backends dropped from the table (the least recently useful) to admit a new one",
-            value=self.estimators.evicted,
-        )
-        yield CounterMetricFamily(
-            PREFIX + "history_recoveries",
-            "Corrupt history files moved aside and replaced by a fresh one",
-            value=self.history.recoveries,
-        )
+        for name, text, value in counters:
+            yield CounterMetricFamily(PREFIX + name, text, value=value)
 
 
 class SidecarMetrics:
