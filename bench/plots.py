@@ -20,6 +20,9 @@ STYLE: dict[str, tuple[str, str]] = {
     "metrics (no progress)": ("#17becf", "^"),
     "metrics (fleet prior)": ("#2ca02c", "D"),
     "oracle": ("#000000", "."),
+    "fetch": ("#ff7f0e", "P"),
+    "fetch --sources auto": ("#9467bd", "*"),
+    "aria2c": ("#8c564b", "d"),
 }
 
 
@@ -55,7 +58,7 @@ def plot(result: ScenarioResult, path: Path) -> Path:
         colour, marker = STYLE.get(name, ("#7f7f7f", "+"))
         points = sorted((d.start, d.seconds) for d in downloads)
         starts = [p[0] for p in points]
-        strong = name.startswith(("metrics", "oracle"))
+        strong = name.startswith(("metrics", "oracle", "fetch"))
         each.scatter(
             starts,
             [p[1] for p in points],
