@@ -4,22 +4,27 @@ Each active source has one worker (so one connection per location) that takes
 jobs from :class:`~sidecar.fetch.segments.Segments` and streams them to the part
 file at their offsets; memory is one chunk per worker.
 
-The monitor runs every ``TICK`` seconds:
+The monitor runs every ``TICK`` seconds, and at once when a worker ends:
 
-- **switch**: an active source whose rate over the last ``SWITCH_WINDOW`` seconds
-  of transfer (counted from the first byte: the wait for it is spent anyway)
-  stays below ``SWITCH_FRACTION`` of what the best standby location is expected
-  to deliver, for ``SWITCH_HOLD`` seconds in a row (hysteresis: one slow window
-  does not flap), is put on standby; its segment's remainder goes to the standby
-  one with a Range request, the bytes already written stay. The expectation of a
-  location is its rate measured earlier in this fetch, else the sidecar's
-  estimate, else the slowed source's own best rate so far (a location nobody
-  knows is assumed as good as the current one was).
+- **switch**: an active source is put on standby, and the rest of its range goes
+  to the next standby location with a Range request (the bytes already written
+  stay), when finishing here would take more than ``SWITCH_GAIN`` times as long as
+  finishing there: the next location's expected first byte plus the bytes left at
+  its expected rate. The current location's rate is judged over the last
+  ``SWITCH_WINDOW`` seconds of transfer (from the first byte on: the wait for it is
+  spent anyway) with :func:`sidecar.fetch.evidence.clearly_below`, which grants it
+  ``GRACE`` seconds of lost time, so the slower it is the sooner it is left (a
+  location that collapsed to a tenth of what is needed, after about 0.1 s). The
+  verdict must still hold ``SWITCH_HOLD`` seconds later, and a location left for
+  slowness waits ``SWITCH_COOLDOWN`` seconds before it is used again (hysteresis:
+  the 2x gain, the grace, the hold and the cooldown keep noise from flapping).
+  The expectation of a location is its rate measured earlier in this fetch, else
+  the sidecar's estimate, else the slowed source's own best rate so far (a
+  location nobody knows is assumed as good as the current one was).
 - **stall**: a source that delivered nothing for ``STALL_SECONDS`` fails its job.
 - A source that fails (error, stall, lying answer) waits ``RETRY_BASE x 2^(n-1)``
   seconds before it is used again, and is dropped after ``MAX_FAILURES`` (at once
-  for ``missing`` and ``auth``): never a tight retry loop. A source switched away
-  from for slowness waits ``SWITCH_COOLDOWN`` seconds.
+  for ``missing`` and ``auth``): never a tight retry loop.
 - it keeps ``count`` sources active (the next ones in the plan's order).
 """
 
@@ -29,7 +34,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from sidecar.fetch.evidence import clearly_below
 from sidecar.fetch.observe import Observer
 from sidecar.fetch.partfile import PartFile
 from sidecar.fetch.segments import Job, Segments
@@ -37,10 +44,10 @@ from sidecar.fetch.sources import Source
 from sidecar.fetch.transport import TransportError
 from strategies.failures import ErrorClass
 
-TICK = 0.1
-SWITCH_FRACTION = 0.5
+TICK = 0.05
+SWITCH_GAIN = 2.0
 SWITCH_WINDOW = 0.5
-SWITCH_HOLD = 0.25
+SWITCH_HOLD = 0.1
 SWITCH_COOLDOWN = 5.0
 STALL_SECONDS = 5.0
 RETRY_BASE = 1.0
@@ -53,27 +60,21 @@ class AllFailed(Exception):
     """Every location failed."""
 
 
+@dataclass(eq=False)
 class Engine:
-    def __init__(
-        self,
-        sources: list[Source],
-        segments: Segments,
-        part: PartFile,
-        observer: Observer,
-        count: int,
-        on_tick: Callable[[Engine], None] | None = None,
-    ) -> None:
-        self.sources = sources
-        self.segments = segments
-        self.part = part
-        self.observer = observer
-        self.count = count
-        self.on_tick = on_tick
-        self.switches = 0
-        self._tasks: dict[Job, asyncio.Task[None]] = {}
-        self._errors: dict[Job, TransportError] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
-        self._done = asyncio.Event()
+    sources: list[Source]
+    segments: Segments
+    part: PartFile
+    observer: Observer
+    count: int
+    """How many sources to keep active."""
+    on_tick: Callable[[Engine], None] | None = None
+    switches: int = 0
+    _tasks: dict[Job, asyncio.Task[None]] = field(default_factory=dict)
+    _errors: dict[Job, TransportError] = field(default_factory=dict)
+    _workers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the monitor should look now (a worker ended, the last byte is in)."""
 
     # -- public ------------------------------------------------------------------------
     @property
@@ -97,7 +98,8 @@ class Engine:
                 if self.on_tick is not None:
                     self.on_tick(self)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._done.wait(), TICK)
+                    await asyncio.wait_for(self._wake.wait(), TICK)
+                self._wake.clear()
         finally:
             await self._stop()
         for source in self.active:
@@ -153,14 +155,16 @@ class Engine:
         return None
 
     def _maybe_switch(self, source: Source, now: float) -> None:
-        rate = source.rate(now, SWITCH_WINDOW)
         standby = self._next_standby(now)
-        young = now - (source.transfer_since or now) < SWITCH_WINDOW
-        if rate is None or standby is None or young:
+        seen = source.window(now, SWITCH_WINDOW)
+        source.rate(now, SWITCH_WINDOW)  # keeps its best rate: the guess for the unknown
+        left = sum(self.segments.wanted(j) for j in self._tasks if j.source == source.index)
+        expected = None if standby is None else standby.expected() or source.peak
+        if standby is None or seen is None or not expected or not left:
             source.slow_since = None
             return
-        expected = standby.expected() or source.peak
-        if expected is None or rate >= SWITCH_FRACTION * expected:
+        elsewhere = standby.latency() + left / expected
+        if not clearly_below(*seen, left / (SWITCH_GAIN * elsewhere)):
             source.slow_since = None
             return
         if source.slow_since is None:
@@ -168,8 +172,9 @@ class Engine:
             return
         if now - source.slow_since < SWITCH_HOLD:
             return
-        source.note(f"switched away at {rate / 1e6:.3g} MB/s")
+        source.note(f"switched away at {seen[0] / seen[1] / 1e6:.3g} MB/s")
         self.switches += 1
+        self.observer.flush(source.index, source.shown, now, source.bytes)
         self._deactivate(source, None, SWITCH_COOLDOWN)
         self._activate(standby)
 
@@ -181,6 +186,12 @@ class Engine:
 
     # -- workers -----------------------------------------------------------------------
     async def _worker(self, source: Source) -> None:
+        try:
+            await self._work(source)
+        finally:
+            self._wake.set()
+
+    async def _work(self, source: Source) -> None:
         while not self.segments.complete and source.state == "active":
             job = self.segments.take(source.index, self._rate_of, self._latency_of)
             if job is None:
@@ -222,7 +233,7 @@ class Engine:
         else:
             self.segments.release(job)
         if self.segments.complete:
-            self._done.set()
+            self._wake.set()
 
     async def _run_job(self, source: Source, job: Job) -> None:
         assert source.transport is not None

@@ -2,9 +2,12 @@
 
 - While a source transfers, one partial observation (``partial: true``) per
   ``interval`` seconds with the window's bytes and seconds: its current rate.
-- A window whose rate is below ``DEGRADED_FRACTION`` of what the sidecar expected
-  for that location is posted as soon as it spans ``MIN_WINDOW`` seconds: news
-  of a degradation does not wait for the interval.
+- A window whose rate is clearly below ``DEGRADED_FRACTION`` of what the sidecar
+  expected for that location (:func:`sidecar.fetch.evidence.clearly_below`: the
+  slower, the sooner; a tenth of the estimate shows after about 0.1 s) is posted
+  at once, as soon as it holds ``MIN_BYTES`` (fewer bytes would count as a latency
+  sample): news of a degradation does not wait for the interval. So is the window
+  of a location the fetch switches away from for slowness.
 - At the end, one observation per source run (its bytes, seconds, first byte,
   and the error class when it failed).
 
@@ -17,11 +20,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from strategies import nova
+from sidecar.fetch.evidence import clearly_below
+from strategies import defaults, nova
 
 DEFAULT_INTERVAL = nova.ProgressReporter.DEFAULT_INTERVAL
 DEGRADED_FRACTION = 0.5
-MIN_WINDOW = 0.5
+#: The sidecar's smallest throughput sample (``estimator.min_throughput_bytes``' default).
+MIN_BYTES = defaults.MIN_THROUGHPUT_BYTES
 
 
 @dataclass
@@ -60,14 +65,27 @@ class Observer:
         count = received - window.bytes_at_start
         slow = (
             expected is not None
-            and seconds >= MIN_WINDOW
-            and count < DEGRADED_FRACTION * expected * seconds
+            and count >= MIN_BYTES
+            and clearly_below(count, seconds, DEGRADED_FRACTION * expected)
         )
         if seconds < self.interval and not slow:
             return
-        self._windows[source] = Window(now, received)
         if slow:
             self.degraded_posts += 1
+        self._post_window(source, shown, now, received)
+
+    def flush(self, source: int, shown: str, now: float, received: int) -> None:
+        """``source`` is left for slowness: its window goes out now, and ends."""
+        window = self._windows.get(source)
+        if window is not None and received - window.bytes_at_start >= MIN_BYTES:
+            self.degraded_posts += 1
+            self._post_window(source, shown, now, received)
+        self.stop_window(source)
+
+    def _post_window(self, source: int, shown: str, now: float, received: int) -> None:
+        window = self._windows[source]
+        self._windows[source] = Window(now, received)
+        count, seconds = received - window.bytes_at_start, now - window.started
         self.post(nova.Attempt(shown, True, count, seconds, partial=True))
 
     def post(self, *attempts: nova.Attempt) -> None:

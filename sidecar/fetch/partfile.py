@@ -5,6 +5,8 @@ interrupted fetch leaves it as it was. Beside the part file, ``PATH.part.json``
 records the size, the expected checksum and the byte ranges already written; a
 rerun with the same size and checksum continues from there (the final checksum
 is computed over the whole file, so resumed bytes are checked like new ones).
+Bytes written in order from offset 0 are hashed as they are written; the check
+reads back only the rest (all of it after a rewrite below that point).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 #: Glance's ``os_hash_algo`` values and the legacy ``checksum`` (md5).
 ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
@@ -57,6 +63,9 @@ class PartFile:
         self.part = path.with_name(path.name + ".part")
         self.state = path.with_name(path.name + ".part.json")
         self._fd: int | None = None
+        self._digest: _Hash | None = None
+        """The checksum of bytes ``[0, _hashed)`` as written (``None``: hash at the end)."""
+        self._hashed = 0
 
     def open(self, size: int, checksum: Checksum | None) -> list[tuple[int, int]]:
         """Create (or resume) the part file sized ``size``; the ranges already written."""
@@ -69,6 +78,8 @@ class PartFile:
             os.ftruncate(self._fd, 0)
         os.ftruncate(self._fd, size)
         self._key = {"size": size, "checksum": str(checksum) if checksum else None}
+        self._digest = hashlib.new(checksum.algorithm) if checksum else None
+        self._hashed = 0
         return done
 
     def _resumable(self, size: int, checksum: Checksum | None) -> list[tuple[int, int]]:
@@ -99,10 +110,16 @@ class PartFile:
 
     def write(self, offset: int, data: bytes) -> None:
         assert self._fd is not None
-        view = memoryview(data)
+        view, at = memoryview(data), offset
         while view:
-            written = os.pwrite(self._fd, view, offset)
-            view, offset = view[written:], offset + written
+            written = os.pwrite(self._fd, view, at)
+            view, at = view[written:], at + written
+        if self._digest is not None and offset <= self._hashed:
+            if offset == self._hashed:
+                self._digest.update(data)
+                self._hashed += len(data)
+            else:
+                self._digest = None  # rewritten below what was hashed: hash it all at the end
 
     def save_state(self, done: list[tuple[int, int]]) -> None:
         """Record what is written, for a rerun (after an interrupt or a failure)."""
@@ -121,8 +138,9 @@ class PartFile:
             raise IntegrityError(f"part file has {actual} bytes, expected {size}")
         if checksum is None:
             return None
-        digest = hashlib.new(checksum.algorithm)
-        offset = 0
+        digest, offset = self._digest, self._hashed
+        if digest is None or digest.name != checksum.algorithm or offset > size:
+            digest, offset = hashlib.new(checksum.algorithm), 0
         while offset < size:
             piece = os.pread(self._fd, min(READ, size - offset), offset)
             if not piece:

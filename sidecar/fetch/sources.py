@@ -122,21 +122,26 @@ class Source:
         while len(self._samples) > 2 and self._samples[1][0] < now - 5.0:
             self._samples.popleft()
 
-    def rate(self, now: float, window: float) -> float | None:
-        """Bytes/s over the last ``window`` seconds of the current job's transfer, from its
-        first byte on (``None``: no first byte yet, or too young)."""
+    def window(self, now: float, span: float) -> tuple[int, float] | None:
+        """Bytes and seconds over the last ``span`` seconds (at least) of the current job's
+        transfer, from its first byte on (``None``: no first byte yet)."""
         if self.transfer_since is None or not self._samples:
             return None
         base = self._samples[0]
         for sample in self._samples:
-            if sample[0] <= now - window:
+            if sample[0] <= now - span:
                 base = sample
             else:
                 break
-        span = now - base[0]
-        if span < MIN_SPAN:
+        return self.bytes - base[1], now - base[0]
+
+    def rate(self, now: float, window: float) -> float | None:
+        """Bytes/s over the last ``window`` seconds of the current job's transfer, from its
+        first byte on (``None``: no first byte yet, or too young)."""
+        seen = self.window(now, window)
+        if seen is None or seen[1] < MIN_SPAN:
             return None
-        rate = (self.bytes - base[1]) / span
+        rate = seen[0] / seen[1]
         if self.peak is None or rate > self.peak:
             self.peak = rate
         return rate
