@@ -46,7 +46,7 @@ from strategies.failures import ErrorClass
 
 TICK = 0.05
 SWITCH_GAIN = 2.0
-SWITCH_WINDOW = 0.5
+SWITCH_WINDOW = 0.3
 SWITCH_HOLD = 0.1
 SWITCH_COOLDOWN = 5.0
 STALL_SECONDS = 5.0
@@ -130,6 +130,10 @@ class Engine:
         source.state = "failed" if source.failures >= MAX_FAILURES else "standby"
         source.retry_at = time.monotonic() + wait
         self.observer.stop_window(source.index)
+        for job, task in list(self._tasks.items()):
+            if job.source == source.index:
+                self.segments.release(job)  # now: the next source continues where it stopped
+                task.cancel()
         worker = self._workers.pop(source.index, None)
         if worker is not None:
             worker.cancel()
