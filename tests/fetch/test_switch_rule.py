@@ -25,11 +25,19 @@ CONTENT = pattern(8 * MIB, "fetch-switch-rule")
 KIB = 1024
 
 
-def teach(sidecar: ThreadServer, url: str, rate: float) -> None:
-    """One whole download of 8 MiB at ``rate`` bytes/s, 10 ms to the first byte."""
-    body = {"url": url, "ok": True, "bytes": 8 * MIB, "seconds": 8 * MIB / rate}
-    body["first_byte_seconds"] = 0.01
-    assert sidecar.client.post("/v1/observations", json=body).status_code == 200
+def ranked_pair(
+    http_servers: Servers, sidecar: ThreadServer, first_rate: float
+) -> tuple[RangeServer, RangeServer]:
+    """Two locations the sidecar was taught to expect 8 and 4 MiB/s from (one whole
+    8 MiB download each, 10 ms to the first byte); the first really delivers
+    ``first_rate`` (4 KiB writes, so a slow rate is smooth), the second 8 MiB/s."""
+    first = http_servers("127.0.0.2", content=CONTENT, bandwidth=first_rate, chunk=4 * KIB)
+    second = http_servers("127.0.0.3", content=CONTENT, bandwidth=8 * MIB)
+    for server, rate in ((first, 8 * MIB), (second, 4 * MIB)):
+        body = {"url": server.url("/x"), "ok": True, "bytes": 8 * MIB, "seconds": 8 * MIB / rate}
+        body["first_byte_seconds"] = 0.01
+        assert sidecar.client.post("/v1/observations", json=body).status_code == 200
+    return first, second
 
 
 def fetch(urls: list[str], out: Path, sidecar: ThreadServer, **options: Any) -> FetchResult:
@@ -42,10 +50,7 @@ def test_a_location_far_slower_than_expected_is_left_early(
     http_servers: Servers, sidecar: ThreadServer, tmp_path: Path
 ) -> None:
     # ranked first (the sidecar expects 8 MiB/s), but it delivers 100 KiB/s from the start
-    collapsed = http_servers("127.0.0.2", content=CONTENT, bandwidth=100 * KIB, chunk=4 * KIB)
-    good = http_servers("127.0.0.3", content=CONTENT, bandwidth=8 * MIB)
-    teach(sidecar, collapsed.url("/x"), 8 * MIB)
-    teach(sidecar, good.url("/x"), 4 * MIB)
+    collapsed, good = ranked_pair(http_servers, sidecar, 100 * KIB)
     result = fetch([good.url("/img"), collapsed.url("/img")], tmp_path / "img", sidecar)
     assert (tmp_path / "img").read_bytes() == CONTENT
     assert result.switches == 1
@@ -64,10 +69,7 @@ def test_a_location_far_slower_than_expected_is_left_early(
 def test_noise_around_a_good_enough_rate_does_not_flap(
     http_servers: Servers, sidecar: ThreadServer, tmp_path: Path
 ) -> None:
-    noisy = http_servers("127.0.0.2", content=CONTENT, bandwidth=8 * MIB, chunk=4 * KIB)
-    standby = http_servers("127.0.0.3", content=CONTENT, bandwidth=4 * MIB)
-    teach(sidecar, noisy.url("/x"), 8 * MIB)
-    teach(sidecar, standby.url("/x"), 4 * MIB)
+    noisy, standby = ranked_pair(http_servers, sidecar, 8 * MIB)
     # every half second a 0.2 s dip to 1/16 of the rate (a busy server, a congested link)
     phases: list[Phase] = []
     for i in range(8):
