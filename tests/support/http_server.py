@@ -25,6 +25,8 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,3 +294,25 @@ def _make_handler(server: RangeServer) -> type[QuietHandler]:
             self.reply(status, headers, f"status {status}\n".encode())
 
     return Handler
+
+
+@contextmanager
+def faulty_backends(first: str, content: bytes, **flap: Any) -> Iterator[dict[str, RangeServer]]:
+    """Five running servers on consecutive loopback addresses from ``first``: ``hang``,
+    ``reset`` (mid-body), ``drip`` (a byte every 50 ms), ``flap`` (with the ``flap``
+    settings, healthy by default: the test switches it) and ``good``."""
+    prefix, _, last = first.rpartition(".")
+    settings: dict[str, dict[str, Any]] = {
+        "hang": {"fault": "hang"},
+        "reset": {"fault": "reset"},
+        "drip": {"fault": "drip", "drip_interval": 0.05},
+        "flap": flap,
+        "good": {},
+    }
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(
+                RangeServer(f"{prefix}.{int(last) + i}", content=content, **config)
+            )
+            for i, (name, config) in enumerate(settings.items())
+        }
