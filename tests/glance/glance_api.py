@@ -165,6 +165,12 @@ class GlanceAPI:
         if self.process is not None:
             stop_process(self.process)
 
+    def __enter__(self) -> GlanceAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def request(
         self, method: str, path: str, body: object = None, content_type: str = "application/json"
     ) -> tuple[int, Any]:

@@ -24,7 +24,6 @@ from sidecar.cli import main as sidecar_cli
 from tests.glance.glance_api import GlanceAPI, free_port
 from tests.glance.sidecar_proc import CONTENT, Sidecar
 from tests.support.http_server import RangeServer
-from tests.support.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "nova_download.py"
@@ -38,11 +37,8 @@ def mirror() -> Iterator[RangeServer]:
 
 @pytest.fixture(scope="module")
 def glance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlanceAPI]:
-    api = GlanceAPI(tmp_path_factory.mktemp("glance")).start()
-    try:
+    with GlanceAPI(tmp_path_factory.mktemp("glance")) as api:
         yield api
-    finally:
-        api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +48,8 @@ def image(glance: GlanceAPI, mirror: RangeServer) -> dict[str, Any]:
 
 @pytest.fixture
 def sidecar(tmp_path: Path) -> Iterator[Sidecar]:
-    running = Sidecar(tmp_path)
-    try:
+    with Sidecar(tmp_path) as running:
         yield running
-    finally:
-        stop_process(running.process)
 
 
 def run_example(
@@ -156,10 +149,7 @@ def test_weights_from_the_sidecar_reorder_glance_api(
     with contextlib.redirect_stdout(out):
         assert sidecar_cli(["weights", "--sidecar", sidecar.url, "--size", "300000"]) == 0
     snippet = out.getvalue()
-    weighted = GlanceAPI(tmp_path / "glance", extra_conf=snippet).start()
-    try:
+    with GlanceAPI(tmp_path / "glance", extra_conf=snippet) as weighted:
         record = weighted.create_image(CONTENT, mirror.url("/images/cirros"))
-    finally:
-        weighted.stop()
     assert [loc["metadata"]["store"] for loc in record["locations"]] == ["web", "local"]
     assert record["direct_url"] == mirror.url("/images/cirros")

@@ -66,11 +66,8 @@ def sidecar(
         f'[[probe.targets]]\nurl = "{slow.url("/probe")}"\n'
         f'[[probe.targets]]\nurl = "{fast.url("/probe")}"\n'
     )
-    running = Sidecar(tmp_path_factory.mktemp("sidecar"), probes)
-    try:
+    with Sidecar(tmp_path_factory.mktemp("sidecar"), probes) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +79,8 @@ def glance(tmp_path_factory: pytest.TempPathFactory, sidecar: Sidecar) -> Iterat
         f"[metrics_location_strategy]\nsidecar_url = {sidecar.url}\n"
         f"default_image_size = {len(CONTENT)}\n"
     )
-    api = GlanceAPI(root, conf, single_store=True, python_path=patched_glance(root)).start()
-    try:
+    with GlanceAPI(root, conf, single_store=True, python_path=patched_glance(root)) as api:
         yield api
-    finally:
-        api.stop()
 
 
 @pytest.fixture(scope="module")
