@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +20,8 @@ import pytest
 from sidecar.cli import main as sidecar_cli
 from tests.glance.glance_api import GlanceAPI, free_port
 from tests.glance.sidecar_proc import CONTENT, Sidecar
+from tests.support.example import run_example as example
 from tests.support.http_server import RangeServer
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "nova_download.py"
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +50,8 @@ def sidecar(tmp_path: Path) -> Iterator[Sidecar]:
 def run_example(
     tmp_path: Path, glance: GlanceAPI, image_id: str, sidecar_url: str, *extra: str
 ) -> Any:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [
-            *(sys.executable, str(EXAMPLE), "--glance", glance.url, "--image-id", image_id),
-            *("--sidecar", sidecar_url, "--dest", str(tmp_path / "disk"), *extra),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    source = ("--glance", glance.url, "--image-id", image_id)
+    done = example(tmp_path, *source, "--sidecar", sidecar_url, *extra)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "disk").read_bytes() == CONTENT
     return json.loads(done.stdout)
