@@ -67,16 +67,16 @@ def run_glance(
     return result
 
 
-def run_script(
-    code: str, *args: str, stdin: object, env: dict[str, str] | None = None
-) -> tuple[dict[str, Any], str]:
-    """``python -c code args`` in a fresh interpreter, ``stdin`` sent as JSON, without the
-    ``PYTHONPATH`` of this one (``env`` adds to the environment): the last line it
-    printed, read as JSON, and what it wrote on stderr."""
+def fresh_python(
+    code: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -c code args`` in a fresh interpreter, without the ``PYTHONPATH`` of
+    this one (``env`` adds to the environment); the test fails, showing its stderr,
+    unless it exits 0."""
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | (env or {})
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
-        input=json.dumps(stdin),
+        input=stdin,
         capture_output=True,
         text=True,
         env=environment,
@@ -84,5 +84,14 @@ def run_script(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def run_script(
+    code: str, *args: str, stdin: object, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """:func:`fresh_python` with ``stdin`` sent as JSON: the last line it printed, read
+    as JSON, and what it wrote on stderr."""
+    done = fresh_python(code, *args, stdin=json.dumps(stdin), env=env)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result, done.stderr

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ import pytest
 from strategies import defaults, host
 from strategies._glance_conf import METRICS_GROUP, OPTIONS, glance_file_datadirs
 from tests.glance.glance_env import CONF, glance_ini, glance_location_strategy
+from tests.glance.glance_subprocess import fresh_python
 from tests.support.http_server import RangeServer
 from tests.support.processes import free_port
 
@@ -132,9 +131,7 @@ def test_outside_glance_init_registers_nothing_and_imports_no_oslo() -> None:
         "import sys\nfrom strategies import metrics, host\nmetrics.init()\n"
         "print('oslo_config' in sys.modules, host.resolve().origin)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    done = fresh_python(code)
     assert done.stdout.split() == ["False", "environment"]
 
 
@@ -144,9 +141,7 @@ def test_oslo_without_glance_is_not_glance() -> None:
         "from oslo_config import cfg\nfrom strategies import metrics, host\nmetrics.init()\n"
         "print(hasattr(cfg.CONF, 'metrics_location_strategy'), host.resolve().origin)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    done = fresh_python(code)
     assert done.stdout.split() == ["False", "environment"]
 
 
