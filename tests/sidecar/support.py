@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,22 @@ class ThreadServer:
         self.thread.join(timeout=20)
         self.client.close()
         assert not self.thread.is_alive()
+
+    def history_rows(self) -> int:
+        """Samples in the history file now."""
+        with closing(sqlite3.connect(self.app.config.history.path)) as conn:
+            return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+
+def finite_numbers(value: object) -> bool:
+    """No NaN or infinity anywhere in a parsed JSON value."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(finite_numbers(v) for v in value)
+    return True
 
 
 @contextmanager
