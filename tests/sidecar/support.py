@@ -20,6 +20,7 @@ import uvicorn
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig, parse_config
+from sidecar.samples import Kind, Sample, Source
 from tests.support.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +119,32 @@ class ThreadServer:
         """Samples in the history file now."""
         with closing(sqlite3.connect(self.app.config.history.path)) as conn:
             return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+
+def ok_sample(
+    time: float,
+    backend: str,
+    *,
+    source: Source = "report",
+    kind: Kind = "download",
+    first_byte_seconds: float | None = 0.1,
+    size: int = 0,
+    seconds: float = 1.0,
+    status: int | None = None,
+) -> Sample:
+    """A successful sample of ``backend``: a client's download unless told otherwise."""
+    return Sample(
+        time=time,
+        backend=backend,
+        source=source,
+        ok=True,
+        error_class=None,
+        status=status,
+        first_byte_seconds=first_byte_seconds,
+        bytes=size,
+        seconds=seconds,
+        kind=kind,
+    )
 
 
 def finite_numbers(value: object) -> bool:
