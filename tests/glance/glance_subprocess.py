@@ -67,15 +67,15 @@ def run_glance(
     return result
 
 
-def fresh_python(
-    code: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
+def run_python(
+    *argv: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``python -c code args`` in a fresh interpreter, without the ``PYTHONPATH`` of
-    this one (``env`` adds to the environment); the test fails, showing its stderr,
-    unless it exits 0."""
+    """``python argv`` in a fresh interpreter, without the ``PYTHONPATH`` of this one
+    (``env`` adds to the environment); the test fails, showing its stderr, unless it
+    exits 0."""
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | (env or {})
     done = subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, *argv],
         input=stdin,
         capture_output=True,
         text=True,
@@ -90,8 +90,8 @@ def fresh_python(
 def run_script(
     code: str, *args: str, stdin: object, env: dict[str, str] | None = None
 ) -> tuple[dict[str, Any], str]:
-    """:func:`fresh_python` with ``stdin`` sent as JSON: the last line it printed, read
-    as JSON, and what it wrote on stderr."""
-    done = fresh_python(code, *args, stdin=json.dumps(stdin), env=env)
+    """``python -c code args`` (:func:`run_python`) with ``stdin`` sent as JSON: the last
+    line it printed, read as JSON, and what it wrote on stderr."""
+    done = run_python("-c", code, *args, stdin=json.dumps(stdin), env=env)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result, done.stderr

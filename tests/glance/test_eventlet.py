@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.glance.glance_subprocess import fresh_python
+from tests.glance.glance_subprocess import run_python
 from tests.support.http_server import RangeServer
 
 SCRIPT = r"""
@@ -48,7 +48,7 @@ print(json.dumps({"waits": sorted(waits), "max_gap": max(gaps), "fetches": sourc
 
 def test_a_hung_sidecar_blocks_one_green_thread_for_one_timeout() -> None:
     with RangeServer("127.0.0.1", content=b"{}", fault="hang") as hung:
-        out = json.loads(fresh_python(SCRIPT, hung.url("")).stdout)
+        out = json.loads(run_python("-c", SCRIPT, hung.url("")).stdout)
         assert len(hung.requests()) == 1
     waits = out["waits"]
     assert out["fetches"] == 1

@@ -22,7 +22,7 @@ import pytest
 from strategies import defaults, host
 from strategies._glance_conf import METRICS_GROUP, OPTIONS, glance_file_datadirs
 from tests.glance.glance_env import CONF, glance_ini, glance_location_strategy
-from tests.glance.glance_subprocess import fresh_python
+from tests.glance.glance_subprocess import run_python
 from tests.support.http_server import RangeServer
 from tests.support.processes import free_port
 
@@ -131,7 +131,7 @@ def test_outside_glance_init_registers_nothing_and_imports_no_oslo() -> None:
         "import sys\nfrom strategies import metrics, host\nmetrics.init()\n"
         "print('oslo_config' in sys.modules, host.resolve().origin)\n"
     )
-    done = fresh_python(code)
+    done = run_python("-c", code)
     assert done.stdout.split() == ["False", "environment"]
 
 
@@ -141,7 +141,7 @@ def test_oslo_without_glance_is_not_glance() -> None:
         "from oslo_config import cfg\nfrom strategies import metrics, host\nmetrics.init()\n"
         "print(hasattr(cfg.CONF, 'metrics_location_strategy'), host.resolve().origin)\n"
     )
-    done = fresh_python(code)
+    done = run_python("-c", code)
     assert done.stdout.split() == ["False", "environment"]
 
 
