@@ -126,23 +126,27 @@ def test_bad_values_fall_back_to_defaults_with_one_warning(
     assert any("timeout" in m for m in messages) and any("max_age" in m for m in messages)
 
 
-def test_outside_glance_init_registers_nothing_and_imports_no_oslo() -> None:
+@pytest.mark.parametrize(
+    ("before", "check"),
+    [
+        # outside any oslo.config service: registers nothing and imports no oslo
+        pytest.param("import sys", "'oslo_config' in sys.modules", id="no-oslo"),
+        # another oslo.config service (Nova) loading the module gets no Glance group
+        pytest.param(
+            "from oslo_config import cfg",
+            "hasattr(cfg.CONF, 'metrics_location_strategy')",
+            id="oslo-without-glance",
+        ),
+    ],
+)
+def test_outside_glance_init_registers_nothing(before: str, check: str) -> None:
+    """``metrics.init()`` outside glance-api: ``check`` is false after it, and the
+    settings come from the environment."""
     code = (
-        "import sys\nfrom strategies import metrics, host\nmetrics.init()\n"
-        "print('oslo_config' in sys.modules, host.resolve().origin)\n"
+        f"{before}\nfrom strategies import metrics, host\nmetrics.init()\n"
+        f"print({check}, host.resolve().origin)\n"
     )
-    done = run_python("-c", code)
-    assert done.stdout.split() == ["False", "environment"]
-
-
-def test_oslo_without_glance_is_not_glance() -> None:
-    """Another oslo.config service (Nova) loading the module gets no Glance group."""
-    code = (
-        "from oslo_config import cfg\nfrom strategies import metrics, host\nmetrics.init()\n"
-        "print(hasattr(cfg.CONF, 'metrics_location_strategy'), host.resolve().origin)\n"
-    )
-    done = run_python("-c", code)
-    assert done.stdout.split() == ["False", "environment"]
+    assert run_python("-c", code).stdout.split() == ["False", "environment"]
 
 
 def test_glances_file_store_folder_is_placed_without_file_system_calls(tmp_path: Path) -> None:
