@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import os
 import signal
@@ -220,3 +221,47 @@ class SidecarProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def kill_9_during_writes(
+    config_path: Path,
+    url: str,
+    batch: Callable[[int], list[dict[str, Any]]],
+    *,
+    writers: int,
+    acked_at_least: int,
+) -> set[int]:
+    """Start the daemon; ``writers`` threads post ``batch(0)``, ``batch(1)``, ... to
+    ``/v1/observations`` until ``acked_at_least`` observations are acknowledged; then
+    SIGKILL it while they are still sending. The ``bytes`` of every acknowledged one
+    (give each observation its own ``bytes``)."""
+    acked: set[int] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = itertools.count()
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while not stop.is_set():
+                with lock:
+                    body = batch(next(counter))
+                try:
+                    response = client.post("/v1/observations", json=body)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        acked.update(o["bytes"] for o in body)
+
+    with SidecarProcess(config_path) as proc:
+        proc.start(url)
+        threads = [threading.Thread(target=writer) for _ in range(writers)]
+        for thread in threads:
+            thread.start()
+        what = f"{acked_at_least} acknowledged writes"
+        wait_until(lambda: len(acked) >= acked_at_least, timeout=60, what=what)
+        proc.kill()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    return acked
