@@ -58,7 +58,9 @@ class Backend:
     scheme: str
     """Normalised scheme: ``swift`` -> ``swift+https``, ``s3`` -> ``s3+https``."""
     host: str | None = None
+    """Lower-case host name or IP literal, for network backends."""
     port: int | None = None
+    """Explicit or scheme-default port, for network backends."""
     transport: str | None = None
     """``http`` or ``https`` for network backends."""
     rbd_fsid: str | None = None
