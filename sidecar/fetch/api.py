@@ -209,8 +209,8 @@ async def fetch_image(
 
 
 def _load_async_backend() -> None:
-    """httpcore's first lock in a process imports anyio's asyncio backend (25 ms on an
-    idle machine, far more on a busy one): done here, before any location's clock
+    """httpcore's first lock in a process imports anyio's asyncio backend (tens of
+    milliseconds, more on a busy node): done here, before any location's clock
     starts, so that it is never reported to the sidecar as the first-byte latency of
     whichever location came first (it would rank that one down for good)."""
     anyio.Event()
