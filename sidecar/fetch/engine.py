@@ -47,6 +47,8 @@ from strategies.failures import ErrorClass
 TICK = 0.05
 SWITCH_GAIN = 2.0
 SWITCH_WINDOW = 0.3
+#: The window of a source's rate for splitting work, its best rate and the progress bar.
+RATE_WINDOW = 0.5
 SWITCH_HOLD = 0.1
 SWITCH_COOLDOWN = 5.0
 STALL_SECONDS = 5.0
@@ -83,7 +85,7 @@ class Engine:
 
     def rate(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
-        return sum(s.rate(now, SWITCH_WINDOW) or 0.0 for s in self.active)
+        return sum(s.rate(now, RATE_WINDOW) or 0.0 for s in self.active)
 
     async def run(self) -> None:
         """Until every byte is written; :class:`AllFailed` when no location is left."""
@@ -161,7 +163,7 @@ class Engine:
     def _maybe_switch(self, source: Source, now: float) -> None:
         standby = self._next_standby(now)
         seen = source.window(now, SWITCH_WINDOW)
-        source.rate(now, SWITCH_WINDOW)  # keeps its best rate: the guess for the unknown
+        source.rate(now, RATE_WINDOW)  # keeps its best rate: the guess for the unknown
         left = sum(self.segments.wanted(j) for j in self._tasks if j.source == source.index)
         expected = None if standby is None else standby.expected() or source.peak
         if standby is None or seen is None or not expected or not left:
@@ -270,7 +272,7 @@ class Engine:
 
     def _rate_of(self, index: int) -> float:
         source = self.sources[index]
-        measured = source.rate(time.monotonic(), SWITCH_WINDOW)
+        measured = source.rate(time.monotonic(), RATE_WINDOW)
         return max(1.0, measured or source.expected() or 1e6)
 
     def _latency_of(self, index: int) -> float:
