@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from sidecar.api_models import (
     MAX_OBSERVATIONS,
+    TEXT_CHECKED,
     BackendOut,
     BackendsResponse,
     ErrorResponse,
@@ -34,6 +35,7 @@ from sidecar.api_models import (
     ReadyResponse,
     SampleOut,
     StoreOut,
+    plain_json,
 )
 from sidecar.core import RankAnswer, Refused, SidecarCore
 from sidecar.history import HistoryError
@@ -115,9 +117,10 @@ class SidecarAPI:
 
     async def rank_locations(self, body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
-        return await self.rank_locations_of(body)
+        return Response(await self.rank_json_of(body), media_type="application/json")
 
-    async def rank_locations_of(self, body: RankRequest) -> Response:
+    async def rank_json_of(self, body: RankRequest) -> bytes:
+        """The ``RankResponse`` JSON for a rank request (see :func:`rank_json`)."""
         locations = [{"url": loc.url, "metadata": loc.metadata} for loc in body.locations]
         try:
             answer = await self.core.rank(
@@ -128,9 +131,7 @@ class SidecarAPI:
             )
         except Refused as exc:
             raise APIError(422, str(exc)) from None
-        # Already validated: serialise once here instead of FastAPI validating it again
-        # (the hot path; response_model still documents the schema).
-        return Response(rank_json(answer), media_type="application/json")
+        return rank_json(answer)
 
     async def observations(self, body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
@@ -288,7 +289,9 @@ class SidecarAPI:
 class FastRank:
     """``POST /v1/rank`` as a bare ASGI endpoint (see :meth:`SidecarAPI.rank_locations`):
     no request object, no dependency solving; the body as ``LimitsMiddleware`` read it,
-    parsed by :func:`~sidecar.json_body.parse_body`. Errors go to the app's handlers."""
+    parsed by :func:`~sidecar.json_body.parse_body` (its text checked on the bytes when
+    :func:`~sidecar.api_models.plain_json` can), the answer sent as
+    :class:`~starlette.responses.Response` sends it. Errors go to the app's handlers."""
 
     def __init__(self, api: SidecarAPI) -> None:
         self.api = api
@@ -302,8 +305,15 @@ class FastRank:
             if name == b"content-type":  # the first one, as Starlette's headers.get
                 content_type = value.decode("latin-1")
                 break
-        response = await self.api.rank_locations_of(parse_body(RankRequest, body, content_type))
-        await response(scope, receive, send)
+        context = TEXT_CHECKED if plain_json(body) else None
+        request = parse_body(RankRequest, body, content_type, context)
+        answer = await self.api.rank_json_of(request)
+        headers = [(b"content-length", str(len(answer)).encode()), _JSON_TYPE]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 def rank_json(answer: RankAnswer) -> bytes:
