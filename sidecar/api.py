@@ -38,9 +38,9 @@ from sidecar.api_models import (
     plain_json,
 )
 from sidecar.core import RankAnswer, Refused, SidecarCore
+from sidecar.guards import BODY
 from sidecar.history import HistoryError
 from sidecar.json_body import parse_body
-from sidecar.limits import BODY
 from sidecar.samples import Sample
 from strategies.failures import ERROR_CLASSES
 from strategies.units import parse_duration
@@ -288,7 +288,7 @@ class SidecarAPI:
 
 class FastRank:
     """``POST /v1/rank`` as a bare ASGI endpoint (see :meth:`SidecarAPI.rank_locations`):
-    no request object, no dependency solving; the body as ``LimitsMiddleware`` read it,
+    no request object, no dependency solving; the body as ``GuardMiddleware`` read it,
     parsed by :func:`~sidecar.json_body.parse_body` (its text checked on the bytes when
     :func:`~sidecar.api_models.plain_json` can), the answer sent as
     :class:`~starlette.responses.Response` sends it. Errors go to the app's handlers."""
@@ -298,7 +298,7 @@ class FastRank:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = scope.get(BODY)
-        if body is None:  # not behind LimitsMiddleware
+        if body is None:  # not behind GuardMiddleware
             body = await Request(scope, receive).body()
         content_type = None
         for name, value in scope["headers"]:

@@ -27,7 +27,6 @@ from sidecar.core import SidecarCore, package_version
 from sidecar.estimators import Estimators
 from sidecar.guards import install_guards
 from sidecar.history import History
-from sidecar.limits import LimitsMiddleware
 from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.samples import Sample
@@ -155,8 +154,9 @@ def create_app(
         supervisor.add("probe-scheduler", core.scheduler.run)
     if config.fleet.enabled:
         supervisor.add("fleet", core.fleet.run)
-    app.add_middleware(LimitsMiddleware, duration=core.metrics.http_duration)
-    install_guards(app, config, core.metrics.registry, supervisor.add)  # sidecar/guards.py
+    install_guards(  # sidecar/guards.py: Host check, body limits, request timing
+        app, config, core.metrics.registry, supervisor.add, core.metrics.http_duration
+    )
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(
             BearerAuthMiddleware,
