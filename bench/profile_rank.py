@@ -123,6 +123,7 @@ async def main(n: int, rounds: int) -> None:
             def ranking() -> Any:  # SidecarCore.rank without a file:// location, synchronously
                 now = core.clock()
                 context = core.context(locations, now, image_size=1 << 29, image_id="bench-image")
+                assert context is not None  # no file:// location
                 return core.answer(context, None)
 
             answer = ranking()

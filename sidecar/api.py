@@ -57,6 +57,9 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 LIMITED = UNAVAILABLE | {
     429: {"model": ErrorResponse, "description": "Over history.max_reports_per_second"}
 }
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ReadyResponse, "description": "Not ready: see checks"}
+}
 
 
 class APIError(Exception):
@@ -75,45 +78,47 @@ class SidecarAPI:
         self.core = core
         self.dead_tasks = dead_tasks
         self.router = APIRouter(responses=RESPONSES)  # the 400/401/413/422 of every route
-        add = self.router.add_api_route
         # Two routes, one path: the first (a plain Starlette route: no dependency
         # solving) answers and reads the body itself, the hot path; the second, never
         # reached, documents the schema (and is the reference that
         # tests/sidecar/test_json_body.py compares the first with).
-        fast = Route("/v1/rank", FastRank(self), methods=["POST"], include_in_schema=False)
-        self.router.routes.append(fast)
-        add(
-            "/v1/rank",
-            self.rank_locations,
-            methods=["POST"],
-            response_model=RankResponse,
-            tags=["ranking"],
-        )
+        hot = Route("/v1/rank", FastRank(self), methods=["POST"], include_in_schema=False)
+        self.hot_route = hot
+        self.router.routes.append(hot)
+        post = ["POST"]
+        add = self._add
+        add("/v1/rank", self.rank_locations, "ranking", methods=post, response_model=RankResponse)
         add(
             "/v1/observations",
             self.observations,
-            methods=["POST"],
+            "measurements",
+            methods=post,
             response_model=ObservationsResponse,
-            tags=["measurements"],
             responses=LIMITED,
         )
-        add("/v1/backends", self.backends, response_model=BackendsResponse, tags=["measurements"])
+        add("/v1/backends", self.backends, "measurements", response_model=BackendsResponse)
         add(
             "/v1/history",
             self.history,
+            "measurements",
             response_model=HistoryResponse,
-            tags=["measurements"],
             responses=UNAVAILABLE,
         )
-        add("/healthz", self.healthz, tags=["health"])
-        add(
-            "/readyz",
-            self.readyz,
-            tags=["health"],
-            response_model=ReadyResponse,
-            responses={503: {"model": ReadyResponse, "description": "Not ready: see checks"}},
-        )
-        add("/metrics", self.metrics, tags=["health"], response_class=Response)
+        add("/healthz", self.healthz, "health")
+        add("/readyz", self.readyz, "health", response_model=ReadyResponse, responses=NOT_READY)
+        add("/metrics", self.metrics, "health", response_class=Response)
+
+    def _add(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        tag: str,
+        *,
+        methods: list[str] | None = None,
+        **options: Any,
+    ) -> None:
+        """One documented route (``GET`` unless ``methods`` says otherwise)."""
+        self.router.add_api_route(path, endpoint, methods=methods, tags=[tag], **options)
 
     async def rank_locations(self, body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
