@@ -38,11 +38,13 @@ from sidecar.api_models import (
     plain_json,
 )
 from sidecar.core import RankAnswer, Refused, SidecarCore
+from sidecar.estimators import BackendView
 from sidecar.guards import BODY
 from sidecar.history import HistoryError
 from sidecar.json_body import parse_body
-from sidecar.samples import Sample
+from sidecar.samples import SOURCES, Sample
 from strategies.failures import ERROR_CLASSES
+from strategies.stats import BackendStats
 from strategies.units import parse_duration
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -177,60 +179,40 @@ class SidecarAPI:
         core = self.core
         core.settle()
         now = core.clock()
-        scheduler = core.scheduler
-        out = []
-        for v in core.estimators.views(now):
-            verdict = scheduler.measurability(v.key)
-            measurable = verdict.measurable or v.estimated
-            probe = scheduler.describe(v.key, now)
-            out.append(
-                BackendOut(
-                    backend=v.key,
-                    latency_seconds=v.stats.latency_seconds,
-                    throughput_bytes_per_second=v.stats.throughput_bytes_per_second,
-                    newest_good_at=v.stats.newest_good_at,
-                    age_seconds=v.age_seconds,
-                    fresh=v.fresh,
-                    ejected=v.ejected,
-                    ejected_until=v.stats.ejected_until if v.ejected else None,
-                    ejected_reason=v.stats.ejected_reason if v.ejected else None,
-                    measurable=measurable,
-                    not_measurable_reason=None if measurable else verdict.message or None,
-                    probe=ProbeStateOut(**probe) if probe else None,
-                    samples=v.samples,
-                    errors=v.errors,
-                )
-            )
-        seen = {b.backend for b in out}
-        for key in sorted(set(scheduler.keys()) - seen):  # probed or noted, no sample yet
-            verdict = scheduler.measurability(key)
-            probe = scheduler.describe(key, now)
-            out.append(
-                BackendOut(
-                    backend=key,
-                    latency_seconds=None,
-                    throughput_bytes_per_second=None,
-                    newest_good_at=None,
-                    age_seconds=None,
-                    fresh=False,
-                    ejected=False,
-                    ejected_until=None,
-                    ejected_reason=None,
-                    measurable=verdict.measurable,
-                    not_measurable_reason=verdict.message or None,
-                    probe=ProbeStateOut(**probe) if probe else None,
-                    samples={"probe": 0, "report": 0},
-                    errors=dict.fromkeys(ERROR_CLASSES, 0),
-                )
-            )
+        views = core.estimators.views(now)
+        seen = {v.key for v in views}
+        # probed or noted, no sample yet
+        views += [unseen(key) for key in sorted(set(core.scheduler.keys()) - seen)]
         return BackendsResponse(
             now=now,
             network_suspect=core.estimators.network_suspect(now),
-            backends=out,
+            backends=[self._backend(v, now) for v in views],
             stores=[
                 StoreOut(store=s.store, backends=s.backends, last_seen=s.last_seen)
                 for s in core.stores.views()
             ],
+        )
+
+    def _backend(self, v: BackendView, now: float) -> BackendOut:
+        scheduler = self.core.scheduler
+        verdict = scheduler.measurability(v.key)
+        measurable = verdict.measurable or v.estimated  # measured: measurable, whatever the rule
+        probe = scheduler.describe(v.key, now)
+        return BackendOut(
+            backend=v.key,
+            latency_seconds=v.stats.latency_seconds,
+            throughput_bytes_per_second=v.stats.throughput_bytes_per_second,
+            newest_good_at=v.stats.newest_good_at,
+            age_seconds=v.age_seconds,
+            fresh=v.fresh,
+            ejected=v.ejected,
+            ejected_until=v.stats.ejected_until if v.ejected else None,
+            ejected_reason=v.stats.ejected_reason if v.ejected else None,
+            measurable=measurable,
+            not_measurable_reason=None if measurable else verdict.message or None,
+            probe=None if probe is None else ProbeStateOut.model_validate(probe),
+            samples=v.samples,
+            errors=v.errors,
         )
 
     async def history(
@@ -319,6 +301,21 @@ class FastRank:
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
+
+
+def unseen(key: str) -> BackendView:
+    """The view of a backend that no sample has reached (yet): nothing known or counted."""
+    return BackendView(
+        key,
+        BackendStats(),
+        age_seconds=None,
+        fresh=False,
+        ejected=False,
+        estimated=False,
+        auth_failed=False,
+        samples=dict.fromkeys(SOURCES, 0),
+        errors=dict.fromkeys(ERROR_CLASSES, 0),
+    )
 
 
 def rank_json(answer: RankAnswer) -> bytes:

@@ -25,6 +25,7 @@ from sidecar.samples import (
     first_byte_problem,
     seconds_problem,
 )
+from sidecar.scheduler import ProbeStatus
 from strategies.failures import ERROR_CLASSES, ErrorClass
 
 MAX_LOCATIONS = 256
@@ -286,15 +287,9 @@ ErrorCounts = Annotated[
 class ProbeStateOut(BaseModel):
     """What the probe scheduler does with a backend (times are epoch seconds)."""
 
-    status: Literal[
-        "planned",
-        "running",
-        "held",
-        "waiting_for_url",
-        "not_allowed",
-        "not_measurable",
-        "not_needed",
-    ] = Field(
+    model_config = ConfigDict(from_attributes=True)  # built from a scheduler ProbeState
+
+    status: ProbeStatus = Field(
         description="planned/running/held (after an auth error, a 503 or a config problem); "
         "waiting_for_url (its learned location answered 404); not_allowed (outside "
         "probe.learn_from or probe.file_roots); not_measurable; not_needed (local Ceph clone)"

@@ -30,7 +30,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -69,6 +69,25 @@ class EstimatesReader(Protocol):
 class Note:
     kind: NoteKind
     message: str
+
+
+ProbeStatus = Literal["planned", "running", "held", "waiting_for_url", NoteKind]
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    """What the scheduler does with one backend (``probe`` in ``/v1/backends``; times are
+    epoch seconds). A backend it only noted has its ``status`` and ``note`` alone."""
+
+    status: ProbeStatus
+    origin: Literal["configured", "learned"] | None = None
+    next_latency_at: float | None = None
+    next_throughput_at: float | None = None
+    held_until: float | None = None
+    last_probe_at: float | None = None
+    last_outcome: str | None = None
+    probes: dict[str, int] | None = None
+    note: str | None = None
 
 
 def sample_of(
@@ -243,16 +262,14 @@ class ProbeScheduler:
         listed += [k for k, n in self.notes.items() if n.kind != "not_allowed"]
         return listed
 
-    def describe(self, key: str, now: float) -> dict[str, Any] | None:
+    def describe(self, key: str, now: float) -> ProbeState | None:
         """The scheduler's view of one backend (``probe`` in ``/v1/backends``)."""
         target = self.planner.targets.get(key)
         if target is None:
             note = self.notes.get(key)
-            if note is None:
-                return None
-            return {"status": note.kind, "note": note.message}
+            return None if note is None else ProbeState(note.kind, note=note.message)
         held = target.hold_until > now
-        status = (
+        status: ProbeStatus = (
             "running"
             if target.running
             else "waiting_for_url"
@@ -261,17 +278,17 @@ class ProbeScheduler:
             if held
             else "planned"
         )
-        return {
-            "status": status,
-            "origin": target.origin,
-            "next_latency_at": target.next_latency_at,
-            "next_throughput_at": target.next_throughput_at,
-            "held_until": target.hold_until if held and target.hold_until != float("inf") else None,
-            "last_probe_at": target.last_at,
-            "last_outcome": target.last_outcome,
-            "probes": dict(target.probes),
-            "note": target.hold_reason or target.last_message or None,
-        }
+        return ProbeState(
+            status,
+            origin=target.origin,
+            next_latency_at=target.next_latency_at,
+            next_throughput_at=target.next_throughput_at,
+            held_until=target.hold_until if held and target.hold_until != float("inf") else None,
+            last_probe_at=target.last_at,
+            last_outcome=target.last_outcome,
+            probes=dict(target.probes),
+            note=target.hold_reason or target.last_message or None,
+        )
 
     # -- the loop ---------------------------------------------------------------------
     async def run(self) -> None:
