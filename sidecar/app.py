@@ -2,9 +2,9 @@
 
 ``create_app(config)`` builds a :class:`SidecarApp` (a FastAPI app) from
 
-- :class:`sidecar.core.SidecarCore`: history, estimators, metrics, store map,
-  probe scheduler; ``await app.record(sample)`` stores a sample (returns after
-  the commit), then updates the estimators and the metrics;
+- :class:`sidecar.core.SidecarCore` (``app.core``): history, estimators, metrics,
+  store map, probe scheduler; ``await app.record(sample)`` stores a sample
+  (returns after the commit), then updates the estimators and the metrics;
 - :class:`sidecar.api.SidecarAPI`: the routes, an ``APIRouter`` over the core;
 - :class:`sidecar.tasks.Supervisor`: ``app.add_background_task(name, factory)``
   runs ``await factory(app)`` for the life of the app; a task that ends or
@@ -24,14 +24,10 @@ from sidecar.api import EXCEPTION_HANDLERS, RESPONSES, SidecarAPI
 from sidecar.auth import BearerAuthMiddleware
 from sidecar.config import SidecarConfig
 from sidecar.core import SidecarCore, package_version
-from sidecar.estimators import Estimators
 from sidecar.guards import install_guards
 from sidecar.history import History
-from sidecar.metrics import SidecarMetrics
 from sidecar.notify import Notifier
 from sidecar.samples import Sample
-from sidecar.scheduler import ProbeScheduler
-from sidecar.stores import StoreMap
 from sidecar.tasks import Heartbeat, Supervisor, maintenance, watchdog
 
 TaskFactory = Callable[["SidecarApp"], Awaitable[None]]
@@ -45,35 +41,6 @@ class SidecarApp(FastAPI):
     supervisor: Supervisor
     notifier: Notifier
     heartbeat: Heartbeat
-
-    # -- the core's parts, by their old names --------------------------------------
-    @property
-    def config(self) -> SidecarConfig:
-        return self.core.config
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self.core.clock
-
-    @property
-    def history(self) -> History:
-        return self.core.history
-
-    @property
-    def estimators(self) -> Estimators:
-        return self.core.estimators
-
-    @property
-    def metrics(self) -> SidecarMetrics:
-        return self.core.metrics
-
-    @property
-    def stores(self) -> StoreMap:
-        return self.core.stores
-
-    @property
-    def scheduler(self) -> ProbeScheduler:
-        return self.core.scheduler
 
     async def record(self, sample: Sample) -> None:
         await self.core.record_many([sample])

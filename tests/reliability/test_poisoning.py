@@ -41,7 +41,7 @@ def parse(text: str) -> Any:
 
 
 def history_rows(server: ThreadServer) -> int:
-    conn = sqlite3.connect(server.app.config.history.path)
+    conn = sqlite3.connect(server.app.core.config.history.path)
     try:
         return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
     finally:

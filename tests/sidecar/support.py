@@ -84,7 +84,7 @@ class ThreadServer:
 
     def __init__(self, app: SidecarApp) -> None:
         self.app = app
-        config = app.config
+        config = app.core.config
         self.url = f"http://{config.server.listen}"
         self.server = uvicorn.Server(
             uvicorn.Config(
