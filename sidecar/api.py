@@ -29,7 +29,6 @@ from sidecar.api_models import (
     HistoryResponse,
     ObservationIn,
     ObservationsResponse,
-    ProbeStateOut,
     RankRequest,
     RankResponse,
     ReadyResponse,
@@ -197,7 +196,6 @@ class SidecarAPI:
         scheduler = self.core.scheduler
         verdict = scheduler.measurability(v.key)
         measurable = verdict.measurable or v.estimated  # measured: measurable, whatever the rule
-        probe = scheduler.describe(v.key, now)
         return BackendOut(
             backend=v.key,
             latency_seconds=v.stats.latency_seconds,
@@ -210,7 +208,7 @@ class SidecarAPI:
             ejected_reason=v.stats.ejected_reason if v.ejected else None,
             measurable=measurable,
             not_measurable_reason=None if measurable else verdict.message or None,
-            probe=None if probe is None else ProbeStateOut.model_validate(probe),
+            probe=scheduler.describe(v.key, now),
             samples=v.samples,
             errors=v.errors,
         )

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from sidecar.probe_state import ProbeStateOut
 from sidecar.samples import (
     MAX_BYTES,
     MAX_RATE,
@@ -25,7 +26,6 @@ from sidecar.samples import (
     first_byte_problem,
     seconds_problem,
 )
-from sidecar.scheduler import ProbeStatus
 from strategies.failures import ERROR_CLASSES, ErrorClass
 
 MAX_LOCATIONS = 256
@@ -282,26 +282,6 @@ ErrorCounts = Annotated[
     WithJsonSchema(_counts_schema(ERROR_CLASSES, "ErrorCounts")),
 ]
 """Failed samples by class: one key per class of :mod:`strategies.failures`."""
-
-
-class ProbeStateOut(BaseModel):
-    """What the probe scheduler does with a backend (times are epoch seconds)."""
-
-    model_config = ConfigDict(from_attributes=True)  # built from a scheduler ProbeState
-
-    status: ProbeStatus = Field(
-        description="planned/running/held (after an auth error, a 503 or a config problem); "
-        "waiting_for_url (its learned location answered 404); not_allowed (outside "
-        "probe.learn_from or probe.file_roots); not_measurable; not_needed (local Ceph clone)"
-    )
-    origin: Literal["configured", "learned"] | None = None
-    next_latency_at: float | None = None
-    next_throughput_at: float | None = None
-    held_until: float | None = None
-    last_probe_at: float | None = None
-    last_outcome: str | None = None
-    probes: dict[str, int] | None = None
-    note: str | None = None
 
 
 class BackendOut(BaseModel):

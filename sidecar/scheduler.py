@@ -41,6 +41,7 @@ from sidecar.history import HistoryError
 from sidecar.probe_config import ProbeConfig
 from sidecar.probe_metrics import ProbeMetrics
 from sidecar.probe_plan import Due, ProbePlanner
+from sidecar.probe_state import NoteKind, ProbeStateOut, ProbeStatus
 from sidecar.samples import Sample
 from strategies.backends import backend_of
 
@@ -50,7 +51,6 @@ MAX_NOTES = 1024
 
 Prober = Callable[[ProbeTarget, ProbeLimits], Awaitable[ProbeResult]]
 Record = Callable[[Sample], Awaitable[None]]
-NoteKind = Literal["not_allowed", "not_measurable", "not_needed"]
 
 
 class EstimatesReader(Protocol):
@@ -69,25 +69,6 @@ class EstimatesReader(Protocol):
 class Note:
     kind: NoteKind
     message: str
-
-
-ProbeStatus = Literal["planned", "running", "held", "waiting_for_url", NoteKind]
-
-
-@dataclass(frozen=True)
-class ProbeState:
-    """What the scheduler does with one backend (``probe`` in ``/v1/backends``; times are
-    epoch seconds). A backend it only noted has its ``status`` and ``note`` alone."""
-
-    status: ProbeStatus
-    origin: Literal["configured", "learned"] | None = None
-    next_latency_at: float | None = None
-    next_throughput_at: float | None = None
-    held_until: float | None = None
-    last_probe_at: float | None = None
-    last_outcome: str | None = None
-    probes: dict[str, int] | None = None
-    note: str | None = None
 
 
 def sample_of(
@@ -262,12 +243,12 @@ class ProbeScheduler:
         listed += [k for k, n in self.notes.items() if n.kind != "not_allowed"]
         return listed
 
-    def describe(self, key: str, now: float) -> ProbeState | None:
+    def describe(self, key: str, now: float) -> ProbeStateOut | None:
         """The scheduler's view of one backend (``probe`` in ``/v1/backends``)."""
         target = self.planner.targets.get(key)
         if target is None:
             note = self.notes.get(key)
-            return None if note is None else ProbeState(note.kind, note=note.message)
+            return None if note is None else ProbeStateOut(status=note.kind, note=note.message)
         held = target.hold_until > now
         status: ProbeStatus = (
             "running"
@@ -278,8 +259,8 @@ class ProbeScheduler:
             if held
             else "planned"
         )
-        return ProbeState(
-            status,
+        return ProbeStateOut(
+            status=status,
             origin=target.origin,
             next_latency_at=target.next_latency_at,
             next_throughput_at=target.next_throughput_at,
