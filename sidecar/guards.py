@@ -1,7 +1,7 @@
 """What a client may do to the API: one ASGI layer in front of every route.
 
-:class:`GuardMiddleware` checks, in this order (one pass over the headers, no
-per-request allocation on a request without a body):
+:class:`GuardMiddleware` checks, in this order (one pass over the headers; a
+request that cannot carry a body gets no wrapped ``receive`` or ``send``):
 
 - the ``Host`` header: only values naming this daemon are answered (a loopback
   name or IP literal with any port, the configured listen address with its port;
