@@ -97,7 +97,7 @@ class PartFile:
         if free < size:
             raise NoSpace(f"{parent} has {free} bytes free, the image needs {size}")
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         assert self._fd is not None
         view = memoryview(data)
         while view:
