@@ -43,9 +43,7 @@ def test_redirect_to_another_port_of_the_same_host_drops_basic_auth(
 def test_relative_redirect_on_the_same_origin_keeps_basic_auth(
     http_servers: Servers, tmp_path: Path
 ) -> None:
-    server = http_servers(
-        "127.0.0.2", content=CONTENT, redirect_to="/img"
-    )
+    server = http_servers("127.0.0.2", content=CONTENT, redirect_to="/img")
     fetch_image_sync(
         [server.url("/_fault/redirect/img", userinfo="alice:s3cret")],
         tmp_path / "img",
