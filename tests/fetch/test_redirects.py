@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sidecar.fetch import FetchFailed, fetch_image_sync
+from sidecar.fetch import FetchFailed, FetchResult, fetch_image_sync
 from sidecar.fetch.api import DEFAULT_LIMITS
 from tests.fetch.support import MIB, dead_sidecar, fetch_cli, sha256
 from tests.support.fixtures import pattern
@@ -16,6 +17,12 @@ from tests.support.http_server import RangeServer
 
 Servers = Callable[..., RangeServer]
 CONTENT = pattern(2 * MIB, "fetch-redirects")
+
+
+def fetch(urls: list[str], out: Path, **options: Any) -> FetchResult:
+    """One fetch to ``out`` (the size known, no sidecar, no reports) unless told otherwise."""
+    options.setdefault("size", len(CONTENT))
+    return fetch_image_sync(urls, out, sidecar_url=dead_sidecar(), report=False, **options)
 
 
 def _redirecting(http_servers: Servers, host: str, to: str) -> RangeServer:
@@ -27,12 +34,8 @@ def test_redirect_to_another_port_of_the_same_host_drops_basic_auth(
 ) -> None:
     target = http_servers("127.0.0.2", content=CONTENT)
     first = _redirecting(http_servers, "127.0.0.2", target.url("/img"))
-    result = fetch_image_sync(
-        [first.url("/img", userinfo="alice:s3cret")],
-        tmp_path / "img",
-        checksum=sha256(CONTENT),
-        sidecar_url=dead_sidecar(),
-        report=False,
+    result = fetch(
+        [first.url("/img", userinfo="alice:s3cret")], tmp_path / "img", checksum=sha256(CONTENT)
     )
     assert (tmp_path / "img").read_bytes() == CONTENT
     assert result.bytes_by_source == {first.url("/img"): len(CONTENT)}
@@ -44,13 +47,7 @@ def test_relative_redirect_on_the_same_origin_keeps_basic_auth(
     http_servers: Servers, tmp_path: Path
 ) -> None:
     server = http_servers("127.0.0.2", content=CONTENT, redirect_to="/img")
-    fetch_image_sync(
-        [server.url("/_fault/redirect/img", userinfo="alice:s3cret")],
-        tmp_path / "img",
-        size=len(CONTENT),
-        sidecar_url=dead_sidecar(),
-        report=False,
-    )
+    fetch([server.url("/_fault/redirect/img", userinfo="alice:s3cret")], tmp_path / "img")
     assert (tmp_path / "img").read_bytes() == CONTENT
     image = [r for r in server.requests() if r.path == "/img"]
     assert image and all(r.headers["authorization"].startswith("Basic ") for r in image)
@@ -60,26 +57,13 @@ def test_redirect_to_another_host_needs_the_policy(http_servers: Servers, tmp_pa
     target = http_servers("127.0.0.3", content=CONTENT)
     first = _redirecting(http_servers, "127.0.0.2", target.url("/img"))
     with pytest.raises(FetchFailed) as refused:
-        fetch_image_sync(
-            [first.url("/img")],
-            tmp_path / "img",
-            size=len(CONTENT),
-            sidecar_url=dead_sidecar(),
-            report=False,
-        )
+        fetch([first.url("/img")], tmp_path / "img")
     assert refused.value.exit_code == 1
     assert "redirect to another host (127.0.0.3) is not allowed" in str(refused.value)
     assert target.connections == [] and not (tmp_path / "img").exists()
 
     allowed = dataclasses.replace(DEFAULT_LIMITS, allow_host=lambda host: host == "127.0.0.3")
-    fetch_image_sync(
-        [first.url("/img")],
-        tmp_path / "img",
-        size=len(CONTENT),
-        sidecar_url=dead_sidecar(),
-        report=False,
-        limits=allowed,
-    )
+    fetch([first.url("/img")], tmp_path / "img", limits=allowed)
     assert (tmp_path / "img").read_bytes() == CONTENT
 
 
@@ -89,12 +73,8 @@ def test_a_refused_redirect_fails_that_location_and_the_fetch_goes_on(
     elsewhere = http_servers("127.0.0.4", content=CONTENT)
     first = _redirecting(http_servers, "127.0.0.2", elsewhere.url("/img"))
     good = http_servers("127.0.0.5", content=CONTENT)
-    result = fetch_image_sync(
-        [first.url("/img"), good.url("/img")],
-        tmp_path / "img",
-        checksum=sha256(CONTENT),
-        sidecar_url=dead_sidecar(),
-        report=False,
+    result = fetch(
+        [first.url("/img"), good.url("/img")], tmp_path / "img", checksum=sha256(CONTENT)
     )
     assert (tmp_path / "img").read_bytes() == CONTENT
     assert result.bytes_by_source == {good.url("/img"): len(CONTENT)}
@@ -107,13 +87,7 @@ def test_a_redirect_loop_fails_that_location(http_servers: Servers, tmp_path: Pa
     other = _redirecting(http_servers, "127.0.0.2", server.url("/img"))
     server.redirect_to = other.url("/img")  # two servers sending each other round
     with pytest.raises(FetchFailed) as failed:
-        fetch_image_sync(
-            [server.url("/img")],
-            tmp_path / "img",
-            size=len(CONTENT),
-            sidecar_url=dead_sidecar(),
-            report=False,
-        )
+        fetch([server.url("/img")], tmp_path / "img")
     assert failed.value.exit_code == 1 and "redirect loop" in str(failed.value)
     # a bounded number of hops per attempt, never a tight loop
     assert len(server.requests()) + len(other.requests()) <= 3 * 2 * 2
@@ -125,19 +99,10 @@ def test_too_many_hops(http_servers: Servers, tmp_path: Path) -> None:
         chain.append(_redirecting(http_servers, "127.0.0.2", chain[-1].url("/img")))
     limits = dataclasses.replace(DEFAULT_LIMITS, max_redirects=2)
     with pytest.raises(FetchFailed) as failed:
-        fetch_image_sync(
-            [chain[-1].url("/img")],
-            tmp_path / "img",
-            size=len(CONTENT),
-            sidecar_url=dead_sidecar(),
-            report=False,
-            limits=limits,
-        )
+        fetch([chain[-1].url("/img")], tmp_path / "img", limits=limits)
     assert "more than 2 redirects" in str(failed.value)
     assert chain[0].requests() == []
-    fetch_image_sync(  # three hops are within the default
-        [chain[-1].url("/img")], tmp_path / "img", size=len(CONTENT), sidecar_url=dead_sidecar()
-    )
+    fetch([chain[-1].url("/img")], tmp_path / "img")  # three hops: within the default
     assert (tmp_path / "img").read_bytes() == CONTENT
 
 
