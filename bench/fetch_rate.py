@@ -47,7 +47,7 @@ def _cli(*args: str) -> list[str]:
 
 def _run(command: list[str]) -> tuple[str, float]:
     """Run ``command``; (its stdout, its peak RSS in bytes) from ``wait4``."""
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert child.stdout is not None
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
