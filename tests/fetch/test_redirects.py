@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from sidecar.fetch import FetchFailed, FetchResult, fetch_image_sync
 from sidecar.fetch.api import DEFAULT_LIMITS
@@ -116,3 +118,21 @@ def test_a_redirect_target_is_never_shown_with_its_credentials(
     assert done.returncode == 1
     assert "127.0.0.3" in summary["error"]
     assert "t0psecret" not in done.stdout + done.stderr and "mallory" not in done.stderr
+
+
+def test_https_and_no_redirect_down_to_http(http_servers: Servers, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.6").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    limits = dataclasses.replace(DEFAULT_LIMITS, ca_file=str(ca_file))
+    plain = http_servers("127.0.0.6", content=CONTENT)
+    down = plain.url("/img")
+    with RangeServer("127.0.0.6", tls=context, content=CONTENT, redirect_to=down) as tls:
+        fetch([tls.url("/img")], tmp_path / "img", limits=limits, checksum=sha256(CONTENT))
+        assert (tmp_path / "img").read_bytes() == CONTENT
+        with pytest.raises(FetchFailed) as refused:
+            fetch([tls.url("/_fault/redirect/img", userinfo="u:pw")], tmp_path / "b", limits=limits)
+    assert "redirect from https to http refused" in str(refused.value)
+    assert plain.requests() == []
