@@ -9,8 +9,8 @@ size would make a file that is neither. Two checks, both against the part file:
   one behind compares instead of writing (``Segments.already_written``,
   ``PartFile.write(compare=...)``);
 - every *seam* (where one location's bytes meet another's): ``WINDOW`` bytes on
-  each side are read again from one of the two locations (the left one first,
-  then the right one, then any other) and compared with what was written.
+  each side are read again from one of the two locations (the one on the right
+  first, see ``_askable``; then any other) and compared with what was written.
 
 A difference, or a seam no location could be asked about, fails the fetch with
 exit 3 and the part file removed. This catches locations that serve different
@@ -54,8 +54,12 @@ async def cross_check(pool: list[Source], segments: Segments, part: PartFile) ->
 
 
 def _askable(pool: list[Source], left: int, right: int) -> list[Source]:
-    first = [pool[i] for i in (left, right) if i != EARLIER]
-    return [s for s in [*first, *(s for s in pool if s not in first)] if s.transport]
+    """The right side first: the location that took over (a switch), stole the range
+    (a free, faster one) or continued a resumed file; then the left; then any other;
+    a failed location after every other."""
+    sides = [pool[i] for i in (right, left) if i != EARLIER]
+    ordered = [*sides, *(s for s in pool if s not in sides)]
+    return sorted((s for s in ordered if s.transport), key=lambda s: s.state == "failed")
 
 
 def _name(pool: list[Source], index: int) -> str:

@@ -14,7 +14,7 @@ from sidecar.fetch.partfile import Mismatch, PartFile
 from sidecar.fetch.segments import Segments
 from tests.fetch.support import MIB, dead_sidecar
 from tests.support.fixtures import pattern
-from tests.support.http_server import RangeServer
+from tests.support.http_server import Phase, RangeServer
 
 Servers = Callable[..., RangeServer]
 CONTENT = pattern(4 * MIB, "fetch-cross-a")
@@ -41,16 +41,18 @@ def test_two_sources_with_different_bytes_exit_3(http_servers: Servers, tmp_path
     _no_file(out)
 
 
-def test_continuing_on_a_location_with_other_bytes_exit_3(
+def test_switching_to_a_location_with_other_bytes_exit_3(
     http_servers: Servers, tmp_path: Path
 ) -> None:
-    broken = http_servers("127.0.0.2", content=CONTENT, fault="reset")  # half, then a reset
+    slowing = http_servers("127.0.0.2", content=CONTENT, bandwidth=4 * MIB)
+    slowing.set_schedule([Phase(at=0.3, bandwidth=0.05 * MIB)])  # then a switch mid-body
     other = http_servers("127.0.0.3", content=OTHER)
     out = tmp_path / "img"
     with pytest.raises(FetchFailed) as failed:
-        fetch([broken.url("/img"), other.url("/img")], out, size=len(CONTENT))
+        fetch([slowing.url("/img"), other.url("/img")], out, size=len(CONTENT))
     assert failed.value.exit_code == 3
     _no_file(out)
+    assert any(r.headers.get("range", "").startswith("bytes=") for r in other.requests())
 
 
 def test_agreeing_locations_pass_the_check(http_servers: Servers, tmp_path: Path) -> None:
