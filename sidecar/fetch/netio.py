@@ -237,9 +237,9 @@ class Connection:
             try:
                 await self._wire.send(request, self.timeout)
                 status, fields, keep = await self._head()
-            except HttpError:
+            except HttpError as exc:
                 self.close()
-                if reused and attempt == 1:
+                if reused and attempt == 1 and not exc.timeout:
                     continue  # a keep-alive connection the server had dropped: once more
                 raise
             break

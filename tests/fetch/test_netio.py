@@ -88,6 +88,12 @@ class _Framed(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(CONTENT)
             self.close_connection = True
+        elif self.path == "/quietly-closed":  # kept alive as far as the client knows
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+            self.close_connection = True
         else:  # a short body: the connection ends before Content-Length bytes
             self.send_response(200)
             self.send_header("Content-Length", str(len(CONTENT)))
@@ -123,6 +129,19 @@ def test_chunked_and_close_delimited_bodies(framed: str) -> None:
     chunked, closed, connections = asyncio.run(run())
     assert chunked == CONTENT and closed == CONTENT
     assert connections == 2  # kept after the chunked answer, not after "Connection: close"
+
+
+def test_a_keep_alive_connection_the_server_dropped_is_replaced(framed: str) -> None:
+    async def run() -> tuple[list[bytes], int]:
+        connection = _connection(framed)
+        bodies = []
+        for _ in range(3):  # seen closed when idle, or failing at once: a fresh one either way
+            bodies.append((await _get(connection, f"{framed}/quietly-closed"))[2])
+        connection.close()
+        return bodies, connection.connections
+
+    bodies, connections = asyncio.run(run())
+    assert bodies == [b"hello"] * 3 and connections == 3
 
 
 def test_a_short_body_is_an_error(framed: str) -> None:
