@@ -156,9 +156,13 @@ async def _connect(
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if context is None:
                     return _Wire(sock, None)
-                reader, writer = await asyncio.open_connection(
-                    sock=sock, ssl=context, server_hostname=host, limit=BUFFER
-                )
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        sock=sock, ssl=context, server_hostname=host, limit=BUFFER
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
                 return _Wire(None, _Streams(reader, writer))
     except TimeoutError:
         raise HttpError("connect timed out", timeout=True, connect=True) from None

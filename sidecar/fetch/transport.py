@@ -231,8 +231,11 @@ class HttpTransport:
 
 
 def _target(url: str) -> str:
+    """The request target: path and query, anything outside what a URL may hold
+    (a space, non-ASCII, a control character) percent-encoded, never sent raw."""
     parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return quote(target, safe="/?&=:;@!$'()*+,~%-._")
 
 
 async def _guarded(chunks: AsyncIterator[memoryview]) -> AsyncIterator[memoryview]:
