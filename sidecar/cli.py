@@ -399,12 +399,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 def _probe_policy(patterns: list[str] | None) -> Callable[[str], bool] | None:
     """``--allow-host`` patterns, matched as the daemon matches ``probe.learn_from``."""
-    if not patterns:
-        return None
-    from sidecar.probe_config import ProbeConfig
+    from sidecar.probe_config import host_policy
 
-    config = ProbeConfig.model_validate({"learn_from": patterns})
-    return lambda host: config.host_allowed(host, host)
+    return host_policy(patterns)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:

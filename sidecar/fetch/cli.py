@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from strategies.units import parse_size
@@ -49,6 +50,14 @@ def add_parser(commands: Any) -> None:
     fetch.add_argument("--token", help="Glance token (default $OS_AUTH_TOKEN)")
     fetch.add_argument(
         "--sidecar", metavar="URL", help="the sidecar (default $LOCATION_SIDECAR_URL)"
+    )
+    fetch.add_argument("--ca-file", help="PEM bundle for TLS instead of the system store")
+    fetch.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="PATTERN",
+        help="another host a redirect (or a Swift storage URL, a Keystone endpoint) may "
+        "lead to, as in probe.learn_from; repeatable (default: each location's own host)",
     )
     fetch.add_argument("--no-report", action="store_true", help="do not report to the sidecar")
     fetch.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -96,10 +105,16 @@ async def _image(args: argparse.Namespace) -> tuple[list[str | dict[str, Any]], 
 
 
 async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
-    from sidecar.fetch.api import fetch_image
+    from sidecar.fetch.api import DEFAULT_LIMITS, BadArgument, fetch_image
+    from sidecar.probe_config import host_policy
 
     sources = _sources(args.sources)
     urls, known = await _image(args)
+    try:
+        policy = host_policy(args.allow_host)
+    except ValueError as exc:
+        raise BadArgument(f"--allow-host: {exc}") from None
+    limits = replace(DEFAULT_LIMITS, ca_file=args.ca_file, allow_host=policy)
 
     def warn(text: str) -> None:
         if not args.quiet:
@@ -111,6 +126,7 @@ async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
         sources=sources,
         sidecar_url=args.sidecar,
         report=not args.no_report,
+        limits=limits,
         on_progress=bar.update,
         on_warning=warn,
         **known,

@@ -69,6 +69,18 @@ def test_redirect_to_another_host_needs_the_policy(http_servers: Servers, tmp_pa
     assert (tmp_path / "img").read_bytes() == CONTENT
 
 
+def test_the_command_line_policy(http_servers: Servers, tmp_path: Path) -> None:
+    target = http_servers("127.0.0.3", content=CONTENT)
+    first = _redirecting(http_servers, "127.0.0.2", target.url("/img"))
+    options = ["--size", str(len(CONTENT)), "--sidecar", dead_sidecar(), "--no-report"]
+    done, _ = fetch_cli(first.url("/img"), "-o", str(tmp_path / "a"), *options)
+    assert done.returncode == 1 and target.connections == []
+    allowed = ["--allow-host", "127.0.0.3"]
+    done, summary = fetch_cli(first.url("/img"), "-o", str(tmp_path / "b"), *options, *allowed)
+    assert done.returncode == 0 and summary["bytes"] == len(CONTENT)
+    assert (tmp_path / "b").read_bytes() == CONTENT
+
+
 def test_a_refused_redirect_fails_that_location_and_the_fetch_goes_on(
     http_servers: Servers, tmp_path: Path
 ) -> None:
