@@ -49,17 +49,13 @@ def run(images: int, rounds: int) -> list[tuple[str, float]]:
     ):
         root = Path(tmp)
         (root / "sidecar-state").mkdir()
-        sidecar = Sidecar(root / "sidecar-state")
-        try:
+        with Sidecar(root / "sidecar-state") as sidecar:
             sidecar.seed(one.url("/x"), 2.0)
             sidecar.seed(two.url("/x"), 0.05)
-            glance = GlanceAPI(
-                root / "glance",
-                STORE_TYPE,
-                single_store=True,
-                python_path=patched_glance(root),
-            ).start()
-            try:
+            python_path = patched_glance(root)
+            with GlanceAPI(
+                root / "glance", STORE_TYPE, single_store=True, python_path=python_path
+            ) as glance:
                 for n in range(images):
                     glance.image_at(one.url(f"/images/{n}"), two.url(f"/images/{n}"))
                 metrics_conf = (
@@ -79,10 +75,6 @@ def run(images: int, rounds: int) -> list[tuple[str, float]]:
                         first = record["images"][0]["locations"][0]["url"]
                         assert status == 200 and first.startswith(two.url("")), first
                     best[name] = min(best[name], timed_list(glance, images, rounds))
-            finally:
-                glance.stop()
-        finally:
-            sidecar.stop()
     return [("store_type", best["store_type"]), ("metrics", best["metrics"])]
 
 

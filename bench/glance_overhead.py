@@ -31,11 +31,12 @@ from typing import Any
 
 import httpx
 
-from bench.sidecar_proc import Sidecar, free_port
+from bench.sidecar_proc import Sidecar
 from strategies import defaults, host, metrics, store_type
 from strategies.metrics import MetricsPolicy
 from strategies.sidecar_client import URL_ENV, SidecarStatsSource
 from tests.support.hung import HungListener
+from tests.support.processes import free_port
 
 PREFERENCE = list(defaults.STORE_TYPE_PREFERENCE)
 GLANCE_POLICY = MetricsPolicy(file_roots=("/var/lib/glance/images",))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -17,20 +16,9 @@ from types import TracebackType
 import httpx
 
 from bench.emulator import STORE_TYPE_PREFERENCE
+from tests.support.processes import free_port, memory_kib
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_bytes(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(match.group(1)) * 1024 if match else 0
 
 
 def toml_str(value: str) -> str:
@@ -124,7 +112,7 @@ class Sidecar:
         return self.proc.pid
 
     def rss(self) -> int:
-        return rss_bytes(self.pid)
+        return memory_kib(self.pid).get("VmRSS", 0) * 1024
 
     def metric_sum(self, family: str) -> float:
         """Sum of every series of one Prometheus family (0 when absent)."""

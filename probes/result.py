@@ -58,11 +58,15 @@ class Phases:
     """
 
     resolve: float | None = None
+    """Name lookup (``None`` for an IP literal or a file)."""
     connect: float | None = None
+    """TCP connect, or ``open()`` for a file."""
     tls: float | None = None
+    """TLS handshake (https only)."""
     first_byte: float | None = None
     transfer: float | None = None
     total: float = 0.0
+    """Wall time of the whole probe, auth included."""
     auth: float | None = None
 
     def add(self, name: str, seconds: float) -> None:
@@ -82,7 +86,9 @@ class ProbeResult:
     kind: str
     """Probe module that ran: ``http``, ``file``, ``s3``, ``swift``, ``rbd`` or ``none``."""
     outcome: Outcome
+    """Whether a sample came of it: ``ok``, ``error``, ``not_measurable`` or ``not_needed``."""
     error_class: ErrorClass | None = None
+    """Which side failed, when ``outcome`` is ``error`` (the failure vocabulary)."""
     status: int | None = None
     """HTTP status of the last response, when there was one."""
     retry_after: float | None = None

@@ -102,11 +102,15 @@ class BackendState:
     latency: Ewma = field(default_factory=Ewma)
     throughput: Ewma = field(default_factory=Ewma)
     newest_good_at: float | None = None
+    """Epoch seconds of the newest successful sample."""
     newest_at: float | None = None
+    """Epoch seconds of the newest sample, good or not (what the LRU cap and
+    the network-suspect check go by)."""
     newest_report_throughput_at: float | None = None
     """Newest client download that measured a throughput: throughput probes wait while fresh."""
     last_ok: bool | None = None
     last_error_class: str | None = None
+    """Failure class of the newest sample when it failed (the failure vocabulary)."""
     consecutive_failures: int = 0
     ejections: int = 0
     """Ejections since the last good sample: the exponent of the backoff."""

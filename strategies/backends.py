@@ -38,17 +38,12 @@ SCHEME_TO_STORE: dict[str, str] = {
     "vsphere": "vmware",
 }
 
-#: Schemes whose key is ``family://host:port``, with the transport each implies.
-_NETWORK_SCHEMES: dict[str, tuple[str, str]] = {
-    "http": ("http", "http"),
-    "https": ("https", "https"),
-    "swift": ("swift+https", "https"),
-    "swift+https": ("swift+https", "https"),
-    "swift+http": ("swift+http", "http"),
-    "s3": ("s3+https", "https"),
-    "s3+https": ("s3+https", "https"),
-    "s3+http": ("s3+http", "http"),
-}
+#: Stores reached over the network: a location's key is ``family://host:port``, its family
+#: the scheme (but see :data:`_BARE_SCHEMES`), its transport the family's last part
+#: (``swift+http`` -> ``http``).
+_NETWORK_STORES = frozenset({"http", "swift", "s3"})
+#: A bare ``swift`` or ``s3`` scheme means its https form.
+_BARE_SCHEMES = {"swift": "swift+https", "s3": "s3+https"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -63,7 +58,9 @@ class Backend:
     scheme: str
     """Normalised scheme: ``swift`` -> ``swift+https``, ``s3`` -> ``s3+https``."""
     host: str | None = None
+    """Lower-case host name or IP literal, for network backends."""
     port: int | None = None
+    """Explicit or scheme-default port, for network backends."""
     transport: str | None = None
     """``http`` or ``https`` for network backends."""
     rbd_fsid: str | None = None
@@ -162,7 +159,8 @@ def _parse_hostport(authority: str, url_scheme: str) -> tuple[str, int | None]:
 
 
 def _network_backend(scheme: str, rest: str) -> Backend:
-    family, transport = _NETWORK_SCHEMES[scheme]
+    family = _BARE_SCHEMES.get(scheme, scheme)
+    transport = family.rpartition("+")[2]
     authority, _ = _cut_at(_cut_userinfo(rest), _AUTHORITY_END)
     host, port = _parse_hostport(authority, scheme)
     port = port or _DEFAULT_PORTS[transport]
@@ -249,7 +247,7 @@ def backend_of(url: str, *, file_roots: Iterable[str] = ()) -> Backend:
     if not isinstance(url, str):
         raise TypeError(f"location URL must be a string, got {type(url).__name__}")
     scheme, rest = _split_scheme(url)
-    if scheme in _NETWORK_SCHEMES:
+    if SCHEME_TO_STORE.get(scheme) in _NETWORK_STORES:
         return _network_backend(scheme, rest)
     if scheme == "rbd":
         return _rbd_backend(rest)

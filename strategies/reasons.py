@@ -89,9 +89,11 @@ class RankedLocation:
     backend: str | None = None
     """Redacted backend key (``None`` when the URL cannot be placed)."""
     expected_seconds: float | None = None
+    """The cost the order was decided on (:meth:`BackendStats.expected_seconds`)."""
     latency_seconds: float | None = None
     throughput_bytes_per_second: float | None = None
     age_seconds: float | None = None
+    """Seconds since the newest good sample."""
 
     @property
     def group(self) -> Group:

@@ -46,6 +46,7 @@ class BackendStats:
     latency_seconds: float | None = None
     """Estimated seconds to first byte."""
     throughput_bytes_per_second: float | None = None
+    """Estimated transfer rate once the first byte has arrived."""
     newest_good_at: float | None = None
     """Epoch seconds of the newest successful sample (probe or real download)."""
     ejected_until: float | None = None

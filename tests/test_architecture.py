@@ -4,7 +4,8 @@
   ``layers`` contract in pyproject.toml).
 - No import cycle between the modules of a package (``acyclic_siblings``).
 - ``strategies`` imports the standard library only: Glance and Nova load it
-  into their own processes (an AST walk here, over every import statement).
+  into their own processes (an AST walk here, over every import statement, and
+  every module imported by a Python that refuses anything else).
 
 The contracts are also run once against a copy of the tree with one forbidden
 import added, so a contract that can no longer fail is noticed.
@@ -16,6 +17,7 @@ import ast
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,41 @@ def test_strategies_imports_the_standard_library_only() -> None:
         for path in sorted((ROOT / "strategies").rglob("*.py"))
     }
     assert {path: names for path, names in foreign.items() if names} == {}
+
+
+BLOCK_FOREIGN = textwrap.dedent(
+    """
+    import sys
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] not in sys.stdlib_module_names | {"strategies"}:
+                raise ImportError("blocked " + name)
+
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+
+def test_every_strategies_module_loads_with_only_the_standard_library() -> None:
+    """The run-time side of the check above: it also sees what an AST walk cannot
+    (``importlib.import_module``, ``__import__``), in every module Glance or Nova may load."""
+    code = BLOCK_FOREIGN + textwrap.dedent(
+        """
+        import importlib, pkgutil, strategies
+        for module in pkgutil.walk_packages(strategies.__path__, "strategies."):
+            importlib.import_module(module.name)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
+
+
+def test_the_run_time_check_sees_a_foreign_import() -> None:
+    code = BLOCK_FOREIGN + "import pydantic\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0 and "blocked pydantic" in result.stderr
 
 
 def test_the_standard_library_check_sees_a_foreign_import(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.glance.glance_subprocess import run_python
 from tests.support.processes import free_port, stop_process, wait_until
 
 BIN = Path(sys.executable).parent
@@ -43,14 +44,7 @@ def patched_glance(root: Path) -> Path:
     site = root / "site"
     installed = Path(glance_package_file()).parent
     shutil.copytree(installed, site / "glance", ignore=shutil.ignore_patterns("__pycache__"))
-    done = subprocess.run(
-        [sys.executable, str(ENABLE), str(site / "glance/common/location_strategy/__init__.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_python(str(ENABLE), str(site / "glance/common/location_strategy/__init__.py"))
     return site
 
 
@@ -164,6 +158,12 @@ class GlanceAPI:
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process)
+
+    def __enter__(self) -> GlanceAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def request(
         self, method: str, path: str, body: object = None, content_type: str = "application/json"

@@ -58,20 +58,40 @@ def run_glance(
     """
     conf = tmp / "glance-api.conf"
     conf.write_text(conf_text, encoding="utf-8")
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache")}
-    env.pop("PYTHONPATH", None)
+    env = {"XDG_CACHE_HOME": str(tmp / "cache")}
     if path_first is not None:
         env["PYTHONPATH"] = str(path_first)
+    args = (str(package_dir or ""), str(conf), str(path_last or ""))
+    result, stderr = run_script(RUNNER, *args, stdin=locations, env=env)
+    result["stderr"] = stderr
+    return result
+
+
+def run_python(
+    *argv: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python argv`` in a fresh interpreter, without the ``PYTHONPATH`` of this one
+    (``env`` adds to the environment); the test fails, showing its stderr, unless it
+    exits 0."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | (env or {})
     done = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(package_dir or ""), str(conf), str(path_last or "")],
-        input=json.dumps(locations),
+        [sys.executable, *argv],
+        input=stdin,
         capture_output=True,
         text=True,
-        env=env,
+        env=environment,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def run_script(
+    code: str, *args: str, stdin: object, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """``python -c code args`` (:func:`run_python`) with ``stdin`` sent as JSON: the last
+    line it printed, read as JSON, and what it wrote on stderr."""
+    done = run_python("-c", code, *args, stdin=json.dumps(stdin), env=env)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["stderr"] = done.stderr
-    return result
+    return result, done.stderr

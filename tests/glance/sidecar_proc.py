@@ -73,3 +73,9 @@ class Sidecar:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def __enter__(self) -> Sidecar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

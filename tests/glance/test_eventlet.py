@@ -7,9 +7,8 @@ Runs in a fresh interpreter: monkey-patching is for the whole process.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
+from tests.glance.glance_subprocess import run_python
 from tests.support.http_server import RangeServer
 
 SCRIPT = r"""
@@ -49,15 +48,7 @@ print(json.dumps({"waits": sorted(waits), "max_gap": max(gaps), "fetches": sourc
 
 def test_a_hung_sidecar_blocks_one_green_thread_for_one_timeout() -> None:
     with RangeServer("127.0.0.1", content=b"{}", fault="hang") as hung:
-        done = subprocess.run(
-            [sys.executable, "-c", SCRIPT, hung.url("")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        out = json.loads(done.stdout)
+        out = json.loads(run_python("-c", SCRIPT, hung.url("")).stdout)
         assert len(hung.requests()) == 1
     waits = out["waits"]
     assert out["fetches"] == 1

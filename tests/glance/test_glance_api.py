@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +20,8 @@ import pytest
 from sidecar.cli import main as sidecar_cli
 from tests.glance.glance_api import GlanceAPI, free_port
 from tests.glance.sidecar_proc import CONTENT, Sidecar
+from tests.support.example import run_example as example
 from tests.support.http_server import RangeServer
-from tests.support.processes import stop_process
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "nova_download.py"
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +32,8 @@ def mirror() -> Iterator[RangeServer]:
 
 @pytest.fixture(scope="module")
 def glance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlanceAPI]:
-    api = GlanceAPI(tmp_path_factory.mktemp("glance")).start()
-    try:
+    with GlanceAPI(tmp_path_factory.mktemp("glance")) as api:
         yield api
-    finally:
-        api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +43,15 @@ def image(glance: GlanceAPI, mirror: RangeServer) -> dict[str, Any]:
 
 @pytest.fixture
 def sidecar(tmp_path: Path) -> Iterator[Sidecar]:
-    running = Sidecar(tmp_path)
-    try:
+    with Sidecar(tmp_path) as running:
         yield running
-    finally:
-        stop_process(running.process)
 
 
 def run_example(
     tmp_path: Path, glance: GlanceAPI, image_id: str, sidecar_url: str, *extra: str
 ) -> Any:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [
-            *(sys.executable, str(EXAMPLE), "--glance", glance.url, "--image-id", image_id),
-            *("--sidecar", sidecar_url, "--dest", str(tmp_path / "disk"), *extra),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    source = ("--glance", glance.url, "--image-id", image_id)
+    done = example(tmp_path, *source, "--sidecar", sidecar_url, *extra)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "disk").read_bytes() == CONTENT
     return json.loads(done.stdout)
@@ -156,10 +134,7 @@ def test_weights_from_the_sidecar_reorder_glance_api(
     with contextlib.redirect_stdout(out):
         assert sidecar_cli(["weights", "--sidecar", sidecar.url, "--size", "300000"]) == 0
     snippet = out.getvalue()
-    weighted = GlanceAPI(tmp_path / "glance", extra_conf=snippet).start()
-    try:
+    with GlanceAPI(tmp_path / "glance", extra_conf=snippet) as weighted:
         record = weighted.create_image(CONTENT, mirror.url("/images/cirros"))
-    finally:
-        weighted.stop()
     assert [loc["metadata"]["store"] for loc in record["locations"]] == ["web", "local"]
     assert record["direct_url"] == mirror.url("/images/cirros")

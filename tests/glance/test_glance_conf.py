@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ import pytest
 from strategies import defaults, host
 from strategies._glance_conf import METRICS_GROUP, OPTIONS, glance_file_datadirs
 from tests.glance.glance_env import CONF, glance_ini, glance_location_strategy
+from tests.glance.glance_subprocess import run_python
 from tests.support.http_server import RangeServer
 from tests.support.processes import free_port
 
@@ -127,27 +126,27 @@ def test_bad_values_fall_back_to_defaults_with_one_warning(
     assert any("timeout" in m for m in messages) and any("max_age" in m for m in messages)
 
 
-def test_outside_glance_init_registers_nothing_and_imports_no_oslo() -> None:
+@pytest.mark.parametrize(
+    ("before", "check"),
+    [
+        # outside any oslo.config service: registers nothing and imports no oslo
+        pytest.param("import sys", "'oslo_config' in sys.modules", id="no-oslo"),
+        # another oslo.config service (Nova) loading the module gets no Glance group
+        pytest.param(
+            "from oslo_config import cfg",
+            "hasattr(cfg.CONF, 'metrics_location_strategy')",
+            id="oslo-without-glance",
+        ),
+    ],
+)
+def test_outside_glance_init_registers_nothing(before: str, check: str) -> None:
+    """``metrics.init()`` outside glance-api: ``check`` is false after it, and the
+    settings come from the environment."""
     code = (
-        "import sys\nfrom strategies import metrics, host\nmetrics.init()\n"
-        "print('oslo_config' in sys.modules, host.resolve().origin)\n"
+        f"{before}\nfrom strategies import metrics, host\nmetrics.init()\n"
+        f"print({check}, host.resolve().origin)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.split() == ["False", "environment"]
-
-
-def test_oslo_without_glance_is_not_glance() -> None:
-    """Another oslo.config service (Nova) loading the module gets no Glance group."""
-    code = (
-        "from oslo_config import cfg\nfrom strategies import metrics, host\nmetrics.init()\n"
-        "print(hasattr(cfg.CONF, 'metrics_location_strategy'), host.resolve().origin)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.split() == ["False", "environment"]
+    assert run_python("-c", code).stdout.split() == ["False", "environment"]
 
 
 def test_glances_file_store_folder_is_placed_without_file_system_calls(tmp_path: Path) -> None:

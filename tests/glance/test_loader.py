@@ -34,7 +34,7 @@ from tests.glance.glance_env import (
     glance_store_type,
     glance_strategy,
 )
-from tests.glance.glance_subprocess import run_glance
+from tests.glance.glance_subprocess import run_glance, run_python
 
 GROUP = "glance.common.image_location_strategy.modules"
 REPO = Path(__file__).resolve().parents[2]
@@ -112,9 +112,7 @@ def test_our_registry_skips_glance_builtins_without_importing_them() -> None:
         "import sys, strategies\n"
         "print(strategies.available_strategies(), 'oslo_config' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    done = run_python("-c", code)
     assert done.stdout.strip() == "['location_order', 'metrics', 'store_type'] False"
     assert done.stderr == ""
 

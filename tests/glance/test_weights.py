@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from sidecar import weights
 from sidecar.cli import main
 from strategies.metrics import BackendStats, InMemoryStatsSource, MetricsPolicy, RankContext, rank
+from tests.glance.glance_subprocess import run_script
 
 NOW = 1_800_000_000.0
 MiB = 1024**2
@@ -114,19 +112,7 @@ def glance_sorts(tmp_path: Path, snippet: str) -> dict[str, Any]:
     conf_d = tmp_path / "glance-api.conf.d"
     conf_d.mkdir()
     (conf_d / "50-location-sidecar-weights.conf").write_text(snippet, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(conf), str(conf_d)],
-        input=json.dumps(locations()),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_script(RUNNER, str(conf), str(conf_d), stdin=locations())[0]
 
 
 def test_snippet_makes_glance_sort_fastest_first(tmp_path: Path) -> None:

@@ -43,11 +43,8 @@ def web() -> Iterator[RangeServer]:
 
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    running = Sidecar(tmp_path_factory.mktemp("sidecar"))
-    try:
+    with Sidecar(tmp_path_factory.mktemp("sidecar")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +61,8 @@ def glance(tmp_path_factory: pytest.TempPathFactory, web: RangeServer) -> Iterat
     )
     api = GlanceAPI(root, extra)
     assert api.wsgi, "Glance 33 runs as a WSGI application"
-    api.start()
-    try:
+    with api:
         yield api
-    finally:
-        api.stop()
 
 
 @pytest.fixture(scope="module")

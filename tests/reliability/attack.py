@@ -28,22 +28,13 @@ from typing import Any
 
 import httpx
 
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, memory_kib, wait_until
 
 MiB = 1024 * 1024
 U = "http://127.0.0.2:8080/images/x"
 KEY = "http://127.0.0.2:8080"
 HONEST = "http://127.0.0.3:8080/images/x"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _status(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0])
-    return out
 
 
 @contextmanager
@@ -224,7 +215,7 @@ def attack_startup(tree: Path, state: Path, rows: int) -> str:
     started = time.perf_counter()
     with daemon(tree, state) as (_, proc):
         ready = time.perf_counter() - started
-        status = _status(proc.pid)
+        status = memory_kib(proc.pid)
     return (
         f"{rows} rows in history: ready in {ready:.1f} s, RSS {status['VmRSS'] / 1024:.0f} MiB, "
         f"peak {status['VmHWM'] / 1024:.0f} MiB"

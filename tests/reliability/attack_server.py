@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.processes import free_port, stop_process, wait_until
+from tests.support.processes import free_port, memory_kib, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -113,10 +113,7 @@ class Daemon:
 
     def rss_mib(self) -> float:
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
+        return memory_kib(self.proc.pid)["VmRSS"] / 1024
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None

@@ -32,6 +32,7 @@ import httpx
 
 from tests.reliability.probe_drift import ProbeBackends
 from tests.sidecar.support import SidecarProcess, make_config, write_toml
+from tests.support.processes import memory_kib
 
 BACKENDS = [f"https://user:pw@b{i}.example.org/images/x" for i in range(16)]
 
@@ -57,13 +58,6 @@ class LoadReport:
         body = asdict(self)
         body["rss_kib"] = f"{len(self.rss_kib)} samples"
         return json.dumps(body, indent=2)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def _paced(rate: float, until: float, stop: threading.Event, work: Callable[[int], None]) -> None:
@@ -165,7 +159,7 @@ def run_load(
         stop.wait(warmup)
         measuring.set()
         while time.monotonic() < deadline and not stop.is_set():
-            report.rss_kib.append(rss_kib(pid))
+            report.rss_kib.append(memory_kib(pid)["VmRSS"])
             stop.wait(1.0)
     finally:
         stop.set()

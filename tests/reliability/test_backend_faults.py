@@ -20,7 +20,7 @@ import probes
 from sidecar.app import SidecarApp
 from sidecar.scheduler import sample_of
 from tests.sidecar.support import make_config, running_app, wait_until
-from tests.support.http_server import RangeServer
+from tests.support.http_server import RangeServer, faulty_backends
 
 TIMEOUT = 1.0
 ROUNDS = 6
@@ -29,18 +29,8 @@ CONTENT = bytes(range(256)) * 256  # 64 KiB
 
 @pytest.fixture
 def backends() -> Iterator[dict[str, RangeServer]]:
-    servers = {
-        "hang": RangeServer("127.0.0.11", content=CONTENT, fault="hang"),
-        "reset": RangeServer("127.0.0.12", content=CONTENT, fault="reset"),
-        "drip": RangeServer("127.0.0.13", content=CONTENT, fault="drip", drip_interval=0.05),
-        "flap": RangeServer("127.0.0.14", content=CONTENT),
-        "good": RangeServer("127.0.0.15", content=CONTENT),
-    }
-    for server in servers.values():
-        server.start()
-    yield servers
-    for server in servers.values():
-        server.stop()
+    with faulty_backends("127.0.0.11", CONTENT) as made:
+        yield made
 
 
 def test_broken_backends_do_not_stall_the_loop_or_ranking(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,14 +113,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
         yield srv
 
 
-def history_rows(server: ThreadServer) -> int:
-    conn = sqlite3.connect(server.app.config.history.path)
-    try:
-        return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def assert_json_error(status: int, payload: Any, case_status: int, says: str) -> None:
     assert status == case_status, payload
     assert isinstance(payload, dict) and isinstance(payload.get("error"), str), payload
@@ -130,13 +121,13 @@ def assert_json_error(status: int, payload: Any, case_status: int, says: str) ->
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_a_4xx_naming_the_problem(server: ThreadServer, case: Case) -> None:
-    before = history_rows(server)
+    before = server.history_rows()
     response = server.client.post(
         case.path, content=case.body, headers={"Content-Type": "application/json"}
     )
     assert response.headers["content-type"].startswith("application/json")
     assert_json_error(response.status_code, response.json(), case.status, case.says)
-    assert history_rows(server) == before
+    assert server.history_rows() == before
     assert server.client.get("/healthz").status_code == 200
 
 
@@ -188,7 +179,7 @@ def ten_mib(chunk: int = 64 * 1024) -> Iterator[bytes]:
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked", "lying content-length"])
 def test_ten_mib_body_is_refused(server: ThreadServer, framing: str) -> None:
-    before = history_rows(server)
+    before = server.history_rows()
     start = (
         b"POST /v1/observations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     )
@@ -206,7 +197,7 @@ def test_ten_mib_body_is_refused(server: ThreadServer, framing: str) -> None:
         assert_json_error(status, payload, 422, "json")
     else:
         assert_json_error(status, payload, 413, "larger than")
-    assert history_rows(server) == before
+    assert server.history_rows() == before
     assert server.client.get("/healthz").status_code == 200
 
 
@@ -246,8 +237,8 @@ def test_unsupported_urls_rank_but_cannot_be_observed(server: ThreadServer) -> N
     """Decision: rank takes any URL Glance could hold (cinder://, vsphere://, even junk) and
     ranks what it cannot measure by the static order; observations need a placeable URL."""
     urls = ["cinder://volume-1", "vsphere://v/folder/x", "not a url", "https://m.example.org/x"]
-    before = history_rows(server)
+    before = server.history_rows()
     response = server.client.post("/v1/rank", json={"locations": [{"url": u} for u in urls]})
     assert response.status_code == 200
     assert sorted(x["url"] for x in response.json()["locations"]) == sorted(urls)
-    assert history_rows(server) == before
+    assert server.history_rows() == before

@@ -18,7 +18,13 @@ import pytest
 
 from sidecar.history import History
 from sidecar.samples import MAX_RATE, MAX_SECONDS
-from tests.sidecar.support import FakeClock, ThreadServer, make_config, running_app
+from tests.sidecar.support import (
+    FakeClock,
+    ThreadServer,
+    finite_numbers,
+    make_config,
+    running_app,
+)
 
 MiB = 1024 * 1024
 U = "http://127.0.0.2:8080/images/x"
@@ -26,26 +32,8 @@ HONEST = "http://127.0.0.3:8080/images/x"
 KEY = "http://127.0.0.2:8080"
 
 
-def finite_numbers(value: object) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(finite_numbers(v) for v in value.values())
-    if isinstance(value, list):
-        return all(finite_numbers(v) for v in value)
-    return True
-
-
 def parse(text: str) -> Any:
     return json.loads(text, parse_constant=lambda name: math.nan)
-
-
-def history_rows(server: ThreadServer) -> int:
-    conn = sqlite3.connect(server.app.config.history.path)
-    try:
-        return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def good(url: str = U, latency: float = 0.01, rate: float = 100 * MiB) -> dict[str, Any]:
@@ -126,13 +114,13 @@ IMPOSSIBLE: list[tuple[str, dict[str, Any], str]] = [
 def test_impossible_observations_are_a_422_naming_the_field(
     server: ThreadServer, fields: dict[str, Any], named: str
 ) -> None:
-    before = history_rows(server)
+    before = server.history_rows()
     for body in (good() | fields, [good(HONEST), good() | fields]):
         response = server.client.post("/v1/observations", json=body)
         assert response.status_code == 422, response.text
         error = response.json()["error"]
         assert named in error, error
-    assert history_rows(server) == before
+    assert server.history_rows() == before
     assert server.client.get("/healthz").status_code == 200
 
 

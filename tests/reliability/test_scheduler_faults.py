@@ -29,7 +29,7 @@ import pytest
 from probes import ProbeLimits, ProbeResult, ProbeTarget
 from sidecar.app import SidecarApp, create_app
 from tests.sidecar.support import ThreadServer, make_config, wait_until
-from tests.support.http_server import RangeServer
+from tests.support.http_server import RangeServer, faulty_backends
 
 TIMEOUT = 0.6
 INTERVAL = 0.3
@@ -40,18 +40,8 @@ CONTENT = bytes(range(256)) * 512  # 128 KiB
 
 @pytest.fixture
 def servers() -> Iterator[dict[str, RangeServer]]:
-    made = {
-        "hang": RangeServer("127.0.0.41", content=CONTENT, fault="hang"),
-        "reset": RangeServer("127.0.0.42", content=CONTENT, fault="reset"),
-        "drip": RangeServer("127.0.0.43", content=CONTENT, fault="drip", drip_interval=0.05),
-        "flap": RangeServer("127.0.0.44", content=CONTENT, fault="reset"),
-        "good": RangeServer("127.0.0.45", content=CONTENT),
-    }
-    for server in made.values():
-        server.start()
-    yield made
-    for server in made.values():
-        server.stop()
+    with faulty_backends("127.0.0.41", CONTENT, fault="reset") as made:
+        yield made
 
 
 def key(server: RangeServer) -> str:

@@ -22,22 +22,12 @@ import httpx
 
 from sidecar.history import History
 from tests.sidecar.support import SidecarProcess, make_config, write_toml
-from tests.support.processes import wait_until
+from tests.support.processes import memory_kib, wait_until
 
 ROWS = int(os.environ.get("ATTACK_HISTORY_ROWS", "200000"))
 BACKENDS = 64
 RSS_LIMIT_MIB = 100
 MiB = 1024 * 1024
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) in KiB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0])
-    return out
 
 
 def _rows(n: int, now: float) -> Iterator[tuple[object, ...]]:
@@ -98,14 +88,14 @@ def test_start_with_a_huge_history_stays_small_and_caps_the_rows(tmp_path: Path)
         )
         ready_s = time.perf_counter() - started
         assert proc.proc is not None
-        at_ready = proc_status(proc.proc.pid)
+        at_ready = memory_kib(proc.proc.pid)
         # The row cap trims the file in the background, in chunks.
         wait_until(
             lambda: metric(url, "location_sidecar_history_samples") <= max_rows,
             timeout=300,
             what="rows pruned to max_rows",
         )
-        after_prune = proc_status(proc.proc.pid)
+        after_prune = memory_kib(proc.proc.pid)
         skipped = metric(url, "location_sidecar_history_rows_skipped_total")
         backends = httpx.get(url + "/v1/backends", timeout=10).json()["backends"]
         proc.terminate()

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from sidecar.history import History
 from tests.sidecar.support import (
     SidecarProcess,
     ThreadServer,
+    kill_9_during_writes,
     make_config,
     running_app,
-    wait_until,
     write_toml,
 )
 
@@ -217,35 +216,13 @@ def test_kill_9_under_heavy_writes_then_restart(tmp_path: Path, round_: int) -> 
     config = make_config(tmp_path)
     config_path = write_toml(tmp_path / "sidecar.toml", config)
     url = f"http://{config.server.listen}"
-    acked: set[int] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-    counter = iter(range(10**9))
-
-    def writer() -> None:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            while not stop.is_set():
-                with lock:
-                    first = next(counter) * 100
-                batch = [obs(first + i) for i in range(100)]
-                try:
-                    response = client.post("/v1/observations", json=batch)
-                except httpx.HTTPError:
-                    return
-                if response.status_code == 200:
-                    with lock:
-                        acked.update(1_000_000 + first + i for i in range(100))
-
-    with SidecarProcess(config_path) as proc:
-        proc.start(url)
-        threads = [threading.Thread(target=writer) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: len(acked) >= 5000 * round_, timeout=60, what="acknowledged writes")
-        proc.kill()  # SIGKILL while the writers are still sending
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    acked = kill_9_during_writes(
+        config_path,
+        url,
+        lambda n: [obs(100 * n + i) for i in range(100)],
+        writers=6,
+        acked_at_least=5000 * round_,
+    )
     with SidecarProcess(config_path) as proc:
         proc.start(url)
         assert httpx.get(url + "/readyz").status_code == 200

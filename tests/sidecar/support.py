@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import uvicorn
 
 from sidecar.app import SidecarApp, create_app
 from sidecar.config import SidecarConfig, parse_config
+from sidecar.samples import Kind, Sample, Source
 from tests.support.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +116,48 @@ class ThreadServer:
         self.client.close()
         assert not self.thread.is_alive()
 
+    def history_rows(self) -> int:
+        """Samples in the history file now."""
+        with closing(sqlite3.connect(self.app.config.history.path)) as conn:
+            return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+
+def ok_sample(
+    time: float,
+    backend: str,
+    *,
+    source: Source = "report",
+    kind: Kind = "download",
+    first_byte_seconds: float | None = 0.1,
+    size: int = 0,
+    seconds: float = 1.0,
+    status: int | None = None,
+) -> Sample:
+    """A successful sample of ``backend``: a client's download unless told otherwise."""
+    return Sample(
+        time=time,
+        backend=backend,
+        source=source,
+        ok=True,
+        error_class=None,
+        status=status,
+        first_byte_seconds=first_byte_seconds,
+        bytes=size,
+        seconds=seconds,
+        kind=kind,
+    )
+
+
+def finite_numbers(value: object) -> bool:
+    """No NaN or infinity anywhere in a parsed JSON value."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(finite_numbers(v) for v in value)
+    return True
+
 
 @contextmanager
 def running_app(
@@ -175,3 +221,47 @@ class SidecarProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def kill_9_during_writes(
+    config_path: Path,
+    url: str,
+    batch: Callable[[int], list[dict[str, Any]]],
+    *,
+    writers: int,
+    acked_at_least: int,
+) -> set[int]:
+    """Start the daemon; ``writers`` threads post ``batch(0)``, ``batch(1)``, ... to
+    ``/v1/observations`` until ``acked_at_least`` observations are acknowledged; then
+    SIGKILL it while they are still sending. The ``bytes`` of every acknowledged one
+    (give each observation its own ``bytes``)."""
+    acked: set[int] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = itertools.count()
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while not stop.is_set():
+                with lock:
+                    body = batch(next(counter))
+                try:
+                    response = client.post("/v1/observations", json=body)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        acked.update(o["bytes"] for o in body)
+
+    with SidecarProcess(config_path) as proc:
+        proc.start(url)
+        threads = [threading.Thread(target=writer) for _ in range(writers)]
+        for thread in threads:
+            thread.start()
+        what = f"{acked_at_least} acknowledged writes"
+        wait_until(lambda: len(acked) >= acked_at_least, timeout=60, what=what)
+        proc.kill()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    return acked

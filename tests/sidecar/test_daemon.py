@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.sidecar.support import SidecarProcess, make_config, run_cli, wait_until, write_toml
+from tests.sidecar.support import (
+    SidecarProcess,
+    kill_9_during_writes,
+    make_config,
+    run_cli,
+    write_toml,
+)
 from tests.support.metrics_contract import AFTER_FLEET_ANSWER, METRICS, PROBE_METRICS
 
 MiB = 1024 * 1024
@@ -85,34 +90,9 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_observation(
     config_path: Path, tmp_path: Path
 ) -> None:
     url = url_of(config_path)
-    acked: set[int] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-    counter = iter(range(10**9))
-
-    def writer() -> None:
-        with httpx.Client(base_url=url, timeout=5) as client:
-            while not stop.is_set():
-                with lock:
-                    n = next(counter)
-                try:
-                    response = client.post("/v1/observations", json=observation(A, n))
-                except httpx.HTTPError:
-                    return
-                if response.status_code == 200:
-                    with lock:
-                        acked.add(8 * MiB + n)
-
-    with SidecarProcess(config_path) as proc:
-        proc.start(url)
-        threads = [threading.Thread(target=writer) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: len(acked) >= 300, timeout=60, what="300 acknowledged writes")
-        proc.kill()  # SIGKILL, mid-burst
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    acked = kill_9_during_writes(
+        config_path, url, lambda n: [observation(A, n)], writers=8, acked_at_least=300
+    )
     conn = sqlite3.connect(str(tmp_path / "state" / "history.db"))
     stored = {row[0] for row in conn.execute("SELECT bytes FROM samples")}
     conn.close()

@@ -9,6 +9,7 @@ import pytest
 from sidecar.config import EstimatorConfig
 from sidecar.estimators import MAX_STEP, Estimators
 from sidecar.samples import Sample
+from tests.sidecar.support import ok_sample
 
 A, B = "https://a.example:443", "https://b.example:443"
 T0 = 1_800_000_000.0
@@ -25,18 +26,16 @@ def ok(
     source: str = "probe",
     kind: str = "throughput",
 ) -> Sample:
-    return Sample(
-        time=t,
-        backend=backend,
-        source=source,
-        ok=True,
-        error_class=None,  # type: ignore[arg-type]
-        status=200,
+    return ok_sample(
+        t,
+        backend,
+        source=source,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
         first_byte_seconds=fb,
-        bytes=size,
+        size=size,
         seconds=seconds,
-        kind=kind,
-    )  # type: ignore[arg-type]
+        status=200,
+    )
 
 
 def fail(t: float, backend: str = A, cls: str = "server") -> Sample:

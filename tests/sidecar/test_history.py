@@ -11,23 +11,13 @@ import pytest
 
 from sidecar.history import SCHEMA_VERSION, History, HistoryError, connect
 from sidecar.samples import Sample
+from tests.sidecar.support import ok_sample
 
 T0 = 1_800_000_000.0
 
 
 def sample(t: float, backend: str = "https://a.example:443", n: int = 0) -> Sample:
-    return Sample(
-        time=t,
-        backend=backend,
-        source="report",
-        ok=True,
-        error_class=None,
-        status=None,
-        first_byte_seconds=0.1,
-        bytes=n,
-        seconds=1.0,
-        kind="download",
-    )
+    return ok_sample(t, backend, size=n)
 
 
 @pytest.fixture

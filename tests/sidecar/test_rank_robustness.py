@@ -6,21 +6,11 @@ import json
 import math
 from pathlib import Path
 
-from tests.sidecar.support import FakeClock, make_config, running_app
+from tests.sidecar.support import FakeClock, finite_numbers, make_config, running_app
 
 MiB = 1024 * 1024
 POISONED = "http://127.0.0.2:8080/images/x"
 HONEST = "http://127.0.0.3:8080/images/x"
-
-
-def _finite_numbers(value: object) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite_numbers(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite_numbers(v) for v in value)
-    return True
 
 
 def test_non_finite_estimates_never_break_or_lead_the_ranking(tmp_path: Path) -> None:
@@ -43,7 +33,7 @@ def test_non_finite_estimates_never_break_or_lead_the_ranking(tmp_path: Path) ->
             response = c.post("/v1/rank", json={"locations": locations, "image_size": MiB})
             assert response.status_code == 200, response.text
             answer = json.loads(response.text, parse_constant=lambda name: math.nan)
-            assert _finite_numbers(answer)
+            assert finite_numbers(answer)
             assert [x["url"] for x in answer["locations"]] == [HONEST, POISONED]
             assert "unusable statistics" in answer["locations"][1]["why"]
             alone = c.post("/v1/rank", json={"locations": locations[:1]})

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Seen:
     headers: dict[str, str]
 
 
-class FakeSwiftAuth:
+class FakeSwiftAuth(LoopbackServer):
     """``with FakeSwiftAuth("127.0.0.2", token=T) as auth: auth.storage_url = ...``."""
 
     def __init__(
@@ -43,18 +42,7 @@ class FakeSwiftAuth:
         self.storage_url = ""
         """What the replies name; ``""``: this server's own ``/v1/AUTH_test``."""
         self.seen: list[Seen] = []
-        self.connections: list[str] = []
-        self._lock = threading.Lock()
-        self._httpd = _Server((host, 0), _handler(self))
-        self._httpd.daemon_threads = True
-        self._httpd.on_connect = self._connected
-        if tls is not None:
-            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
-        self.scheme = "https" if tls else "http"
-        self.host, self.port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(host, _handler(self), tls)
 
     @property
     def own_storage_url(self) -> str:
@@ -73,19 +61,6 @@ class FakeSwiftAuth:
         with self._lock:
             return list(self.seen)
 
-    def __enter__(self) -> FakeSwiftAuth:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def _connected(self, client: str) -> None:
-        with self._lock:
-            self.connections.append(client)
-
     def _record(self, seen: Seen) -> None:
         with self._lock:
             self.seen.append(seen)
@@ -103,56 +78,31 @@ class FakeSwiftAuth:
         return self.storage_url or self.own_storage_url
 
 
-class _Server(ThreadingHTTPServer):
-    on_connect: Any = None
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self.on_connect is not None:
-            self.on_connect(f"{client_address[0]}:{client_address[1]}")
-        return True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
-def _handler(server: FakeSwiftAuth) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+def _handler(server: FakeSwiftAuth) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         def _seen(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             server._record(Seen(self.command, self.path, headers))
-
-        def _reply(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
         def do_GET(self) -> None:
             self._seen()
             if self.path.startswith("/auth/v1.0"):
                 storage = server._storage()
-                self._reply(200, {"X-Auth-Token": server.token, "X-Storage-Url": storage})
+                self.reply(200, {"X-Auth-Token": server.token, "X-Storage-Url": storage})
             elif self.headers.get("X-Auth-Token") != server.token:
-                self._reply(401, {})
+                self.reply(401, {})
             else:
-                self._reply(200, {"Content-Type": "application/octet-stream"}, server.content)
+                self.reply(200, {"Content-Type": "application/octet-stream"}, server.content)
 
         def do_POST(self) -> None:
             self._seen()
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             if self.path.rstrip("/") != "/v3/auth/tokens":
-                self._reply(404, {})
+                self.reply(404, {})
                 return
             body = server._catalog()
             headers = {"X-Subject-Token": server.token, "Content-Type": "application/json"}
-            self._reply(201, headers, body)
+            self.reply(201, headers, body)
 
     return Handler

@@ -25,9 +25,12 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 FAULTS = (
     "ignore_range",  # 200 with the whole body, whatever Range says
@@ -98,31 +101,18 @@ class Behaviour:
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-class RangeServer:
+class RangeServer(LoopbackServer):
     """``with RangeServer("127.0.0.2", content=b"...") as srv: srv.url("/x")``."""
 
     def __init__(
         self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, **config: Any
     ) -> None:
         self.config = ServerConfig(**config)
-        self.scheme = "https" if tls else "http"
         self.log: list[Request] = []
-        self.connections: list[str] = []
-        """Client address of every accepted TCP connection (even one that never sent a request)."""
         self.schedule: tuple[Phase, ...] = ()
         self.schedule_start = 0.0
-        self._lock = threading.Lock()
         self.stopping = threading.Event()
-        handler = _make_handler(self)
-        self._httpd = _QuietServer((host, 0), handler)
-        self._httpd.on_connect = self._connected
-        self._httpd.daemon_threads = True
-        if tls is not None:
-            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
-        self.host, self.port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(host, _make_handler(self), tls)
 
     # configuration shortcuts
     def __getattr__(self, name: str) -> Any:
@@ -165,25 +155,9 @@ class RangeServer:
                 fault = phase.fault
         return Behaviour(delay, bandwidth, fault)
 
-    def start(self) -> RangeServer:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> RangeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _connected(self, client: str) -> None:
-        with self._lock:
-            self.connections.append(client)
+        self.stopping.set()  # first: wakes the handlers that wait (hang, drip, delays)
+        super().stop()
 
     def record(self, request: Request) -> None:
         with self._lock:
@@ -204,33 +178,14 @@ class RangeServer:
         raise TimeoutError(f"{len(self.requests())} requests logged, wanted {count}")
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """Clients that hang up early (probes stop reading at max_bytes) are normal."""
-
-    on_connect: Any = None
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self.on_connect is not None:
-            self.on_connect(str(client_address[0]))
-        return True
-
-
-def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+def _make_handler(server: RangeServer) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         def setup(self) -> None:
             super().setup()
             # Headers and body leave in separate writes: without this, Nagle plus the
             # client's delayed ACK add ~40 ms to some replies, which is not the emulated
             # latency.
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
         def do_GET(self) -> None:
             self._answer(body=True)
@@ -264,10 +219,7 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                 self._status_only(int(fault))
                 return
             if fault == "redirect":
-                self.send_response(302)
-                self.send_header("Location", cfg.redirect_to)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(302, {"Location": cfg.redirect_to})
                 return
             content = cfg.objects.get(self.path.partition("?")[0], cfg.content)
             start, end, status = 0, len(content) - 1, 200
@@ -282,10 +234,7 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                     else:
                         start = max(0, len(content) - int(last))
                     if start >= len(content):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(content)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
+                        self.reply(416, {"Content-Range": f"bytes */{len(content)}"})
                         return
                     status = 206
             payload = content[start : end + 1]
@@ -337,14 +286,33 @@ def _make_handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                     due += len(piece) / rate
 
         def _status_only(self, status: int) -> None:
-            text = f"status {status}\n".encode()
-            self.send_response(status)
+            headers = {}
             if status == 503:
-                self.send_header("Retry-After", server.config.retry_after)
+                headers["Retry-After"] = server.config.retry_after
             if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="probe"')
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
+                headers["WWW-Authenticate"] = 'Basic realm="probe"'
+            self.reply(status, headers, f"status {status}\n".encode())
 
     return Handler
+
+
+@contextmanager
+def faulty_backends(first: str, content: bytes, **flap: Any) -> Iterator[dict[str, RangeServer]]:
+    """Five running servers on consecutive loopback addresses from ``first``: ``hang``,
+    ``reset`` (mid-body), ``drip`` (a byte every 50 ms), ``flap`` (with the ``flap``
+    settings, healthy by default: the test switches it) and ``good``."""
+    prefix, _, last = first.rpartition(".")
+    settings: dict[str, dict[str, Any]] = {
+        "hang": {"fault": "hang"},
+        "reset": {"fault": "reset"},
+        "drip": {"fault": "drip", "drip_interval": 0.05},
+        "flap": flap,
+        "good": {},
+    }
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(
+                RangeServer(f"{prefix}.{int(last) + i}", content=content, **config)
+            )
+            for i, (name, config) in enumerate(settings.items())
+        }

@@ -10,15 +10,14 @@ probe's Keystone path is exercised end to end against real Swift.
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.loopback import LoopbackServer, QuietHandler
 from tests.support.swift_cluster import SwiftCluster
 
 
-class KeystoneStub:
+class KeystoneStub(LoopbackServer):
     def __init__(
         self,
         cluster: SwiftCluster,
@@ -32,26 +31,11 @@ class KeystoneStub:
         self.project, self.user, self.password = project, user, password
         self.lifetime = lifetime
         self.token_requests = 0
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, 0), _handler(self))
-        self._httpd.daemon_threads = True
-        self.host, self.port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(host, _handler(self))
 
     @property
     def auth_url(self) -> str:
         return f"http://{self.host}:{self.port}/v3"
-
-    def __enter__(self) -> KeystoneStub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def issue(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
@@ -92,13 +76,8 @@ class KeystoneStub:
         return 201, {"X-Subject-Token": token}, json.dumps(reply).encode()
 
 
-def _handler(stub: KeystoneStub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+def _handler(stub: KeystoneStub) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
@@ -110,12 +89,6 @@ def _handler(stub: KeystoneStub) -> type[BaseHTTPRequestHandler]:
                     status, headers, body = stub.issue(json.loads(raw))
                 except ValueError:
                     status, headers, body = 400, {}, b"{}"
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, {**headers, "Content-Type": "application/json"}, body)
 
     return Handler

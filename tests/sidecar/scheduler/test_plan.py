@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 from collections import Counter
+from typing import Literal
 
 import pytest
 
@@ -21,6 +22,27 @@ L, T = 300.0, 3600.0  # the default intervals
 
 def planner(seed: int = 1, **overrides: object) -> ProbePlanner:
     return ProbePlanner(ProbeConfig(**overrides), random.Random(seed), T0)  # type: ignore[arg-type]
+
+
+def add(
+    p: ProbePlanner,
+    *hosts: str,
+    origin: Literal["configured", "learned"] = "learned",
+    fresh: bool = False,
+    has_throughput: bool | None = None,
+) -> None:
+    """Plan ``http://<host>:80`` (object ``http://<host>/x``) at ``T0`` for each host;
+    ``has_throughput`` is ``fresh`` unless given."""
+    for host in hosts:
+        throughput = fresh if has_throughput is None else has_throughput
+        p.add(
+            f"http://{host}:80",
+            f"http://{host}/x",
+            origin=origin,
+            now=T0,
+            fresh=fresh,
+            has_throughput=throughput,
+        )
 
 
 def no_reports(key: str) -> float | None:
@@ -46,7 +68,7 @@ def run_for(p: ProbePlanner, seconds: float, step: float = 1.0) -> list[tuple[fl
 
 def test_intervals_are_jittered_within_twenty_percent() -> None:
     p = planner()
-    p.add("http://a:80", "http://a/x", origin="configured", now=T0, fresh=True, has_throughput=True)
+    add(p, "a", origin="configured", fresh=True)
     started = run_for(p, 48 * 3600)
     throughput = [t for t, d in started if d.kind == "throughput"]
     gaps = [b - a for a, b in itertools.pairwise(throughput)]
@@ -72,15 +94,7 @@ def test_intervals_are_jittered_within_twenty_percent() -> None:
 
 def test_first_probes_are_spread_uniformly_over_the_first_interval() -> None:
     p = planner(seed=7)
-    for i in range(2000):
-        p.add(
-            f"http://h{i}:80",
-            "http://x/y",
-            origin="configured",
-            now=T0,
-            fresh=True,
-            has_throughput=True,
-        )
+    add(p, *(f"h{i}" for i in range(2000)), origin="configured", fresh=True)
     latency = [t.next_latency_at - T0 for t in p.targets.values()]
     throughput = [t.next_throughput_at - T0 for t in p.targets.values()]
     for offsets, interval in ((latency, L), (throughput, T)):
@@ -93,32 +107,15 @@ def test_without_throughput_data_the_first_throughput_probe_comes_within_a_laten
     None
 ):
     p = planner()
-    for i in range(200):
-        p.add(
-            f"http://h{i}:80",
-            "http://x/y",
-            origin="configured",
-            now=T0,
-            fresh=False,
-            has_throughput=False,
-        )
+    add(p, *(f"h{i}" for i in range(200)), origin="configured")
     offsets = [t.next_throughput_at - T0 for t in p.targets.values()]
     assert max(offsets) < L and min(offsets) >= 0 and max(offsets) > 0.8 * L
 
 
 def test_a_learned_backend_without_fresh_data_is_probed_at_once() -> None:
     p = planner()
-    p.add(
-        "http://new:80", "http://new/x", origin="learned", now=T0, fresh=False, has_throughput=False
-    )
-    p.add(
-        "http://known:80",
-        "http://known/x",
-        origin="learned",
-        now=T0,
-        fresh=True,
-        has_throughput=True,
-    )
+    add(p, "new")
+    add(p, "known", fresh=True)
     dues = p.take_due(T0, no_reports)
     assert [(d.key, d.kind) for d in dues] == [("http://new:80", "throughput")]
     assert p.targets["http://known:80"].next_latency_at > T0
@@ -126,15 +123,7 @@ def test_a_learned_backend_without_fresh_data_is_probed_at_once() -> None:
 
 def test_at_most_one_throughput_probe_at_a_time() -> None:
     p = planner()
-    for name in ("a", "b", "c"):
-        p.add(
-            f"http://{name}:80",
-            f"http://{name}/x",
-            origin="learned",
-            now=T0,
-            fresh=False,
-            has_throughput=False,
-        )
+    add(p, "a", "b", "c")
     first = p.take_due(T0, no_reports)
     kinds = Counter(d.kind for d in first)
     assert kinds == {"throughput": 1, "latency": 2}
@@ -158,7 +147,7 @@ def test_at_most_one_throughput_probe_at_a_time() -> None:
 
 def test_fresh_real_downloads_skip_throughput_probes_not_latency_probes() -> None:
     p = planner()
-    p.add("http://a:80", "http://a/x", origin="learned", now=T0, fresh=False, has_throughput=True)
+    add(p, "a", has_throughput=True)
     reported = T0 - 600.0
     dues = p.take_due(T0, lambda key: reported)
     assert [d.kind for d in dues] == ["latency"]
@@ -174,15 +163,7 @@ def test_fresh_real_downloads_skip_throughput_probes_not_latency_probes() -> Non
 def test_the_byte_budget_is_a_token_bucket_and_is_never_exceeded() -> None:
     budget = 20 * MiB
     p = planner(budget_per_hour=budget, throughput_bytes=8 * MiB)
-    for i in range(6):
-        p.add(
-            f"http://h{i}:80",
-            "http://x/y",
-            origin="learned",
-            now=T0,
-            fresh=False,
-            has_throughput=False,
-        )
+    add(p, *(f"h{i}" for i in range(6)))
     spent: list[tuple[float, int]] = []
     now = T0
     while now < T0 + 6 * 3600:
@@ -214,7 +195,7 @@ def test_unread_bytes_go_back_to_the_budget() -> None:
 
 def test_auth_errors_hold_the_target_back_and_never_loop() -> None:
     p = planner(seed=3)
-    p.add("http://a:80", "http://a/x", origin="learned", now=T0, fresh=False, has_throughput=False)
+    add(p, "a")
     holds = []
     now = T0
     for _ in range(4):
@@ -234,8 +215,7 @@ def test_auth_errors_hold_the_target_back_and_never_loop() -> None:
 
 def test_retry_after_and_a_gone_learned_object() -> None:
     p = planner()
-    p.add("http://a:80", "http://a/x", origin="learned", now=T0, fresh=True, has_throughput=True)
-    p.add("http://b:80", "http://b/x", origin="learned", now=T0, fresh=True, has_throughput=True)
+    add(p, "a", "b", fresh=True)
     a, b = p.targets["http://a:80"], p.targets["http://b:80"]
     p.finished(Due(a.key, "latency", 1), T0, outcome="error", error_class="server", retry_after=120)
     assert a.hold_until == T0 + 120
@@ -273,15 +253,7 @@ def test_a_slow_throughput_probe_cut_by_the_timeout_is_a_measurement() -> None:
 def test_the_loop_sleeps_until_the_next_probe_and_not_on_blocked_ones() -> None:
     p = planner(max_parallel=1)
     assert math.isinf(p.next_wakeup())
-    for name in ("a", "b"):
-        p.add(
-            f"http://{name}:80",
-            f"http://{name}/x",
-            origin="learned",
-            now=T0,
-            fresh=False,
-            has_throughput=False,
-        )
+    add(p, "a", "b")
     dues = p.take_due(T0, no_reports)  # a: throughput; b: latency (one slot), its throughput waits
     assert sorted(d.kind for d in dues) == ["latency", "throughput"]
     # both targets run: nothing to wake up for until one finishes

@@ -8,24 +8,15 @@ from pathlib import Path
 from probes import Reason
 from sidecar.app import create_app
 from sidecar.samples import Kind, Sample, Source
-from tests.sidecar.support import FakeClock, make_config
+from tests.sidecar.support import FakeClock, make_config, ok_sample
 
 KEY = "https://mirror.example.org:443"
 FSID = "6f1c9b2e-0000-4000-8000-000000000001"
 
 
 def sample(clock: FakeClock, source: Source, kind: Kind, size: int) -> Sample:
-    return Sample(
-        time=clock(),
-        backend=KEY,
-        source=source,
-        ok=True,
-        error_class=None,
-        status=None,
-        first_byte_seconds=0.01,
-        bytes=size,
-        seconds=0.5,
-        kind=kind,
+    return ok_sample(
+        clock(), KEY, source=source, kind=kind, first_byte_seconds=0.01, size=size, seconds=0.5
     )
 
 
