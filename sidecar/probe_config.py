@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -93,16 +93,6 @@ def host_matches(host: str, pattern: str) -> bool:
     return len(labels) == len(wanted) and all(
         fnmatch.fnmatchcase(label, glob) for label, glob in zip(labels, wanted, strict=True)
     )
-
-
-def host_policy(patterns: Sequence[str] | None) -> Callable[[str], bool] | None:
-    """``--allow-host`` patterns (``probe``, ``fetch``) as a gate policy
-    (``ProbeLimits.allow_host``), matched as the daemon matches ``probe.learn_from``;
-    ``None`` without patterns: only the location's own hosts."""
-    if not patterns:
-        return None
-    config = ProbeConfig.model_validate({"learn_from": list(patterns)})
-    return lambda host: config.host_allowed(host, host)
 
 
 class ProbeConfig(Section):

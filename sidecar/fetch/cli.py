@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sidecar.gate_options import add_gate_options
 from strategies.units import parse_size
 
 if TYPE_CHECKING:  # imported when the command runs: every other subcommand starts fast
@@ -51,14 +52,7 @@ def add_parser(commands: Any) -> None:
     fetch.add_argument(
         "--sidecar", metavar="URL", help="the sidecar (default $LOCATION_SIDECAR_URL)"
     )
-    fetch.add_argument("--ca-file", help="PEM bundle for TLS instead of the system store")
-    fetch.add_argument(
-        "--allow-host",
-        action="append",
-        metavar="PATTERN",
-        help="another host a redirect (or a Swift storage URL, a Keystone endpoint) may "
-        "lead to, as in probe.learn_from; repeatable (default: each location's own host)",
-    )
+    add_gate_options(fetch, "a fetch")
     fetch.add_argument("--no-report", action="store_true", help="do not report to the sidecar")
     fetch.add_argument("--json", action="store_true", help="print a JSON summary")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar, no warnings")
@@ -106,7 +100,7 @@ async def _image(args: argparse.Namespace) -> tuple[list[str | dict[str, Any]], 
 
 async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
     from sidecar.fetch.api import DEFAULT_LIMITS, BadArgument, fetch_image
-    from sidecar.probe_config import host_policy
+    from sidecar.gate_options import host_policy
 
     sources = _sources(args.sources)
     urls, known = await _image(args)
