@@ -61,12 +61,15 @@ class Backend:
     """Lower-case host name or IP literal, for network backends."""
     port: int | None = None
     """Explicit or scheme-default port, for network backends."""
-    transport: str | None = None
-    """``http`` or ``https`` for network backends."""
     rbd_fsid: str | None = None
-    rbd_pool: str | None = None
+    """The Ceph cluster of an ``rbd`` location (the pool is in ``key``)."""
     path: str | None = None
     """Local path for ``file`` locations (sensitive: keep it out of logs and labels)."""
+
+    @property
+    def transport(self) -> str | None:
+        """``http`` or ``https`` for network backends: the last part of the scheme."""
+        return None if self.host is None else self.scheme.rpartition("+")[2]
 
 
 def scheme_of(url: str) -> str:
@@ -170,7 +173,6 @@ def _network_backend(scheme: str, rest: str) -> Backend:
         scheme=family,
         host=host,
         port=port,
-        transport=transport,
     )
 
 
@@ -187,7 +189,6 @@ def _rbd_backend(rest: str) -> Backend:
         store="rbd",
         scheme="rbd",
         rbd_fsid=fsid,
-        rbd_pool=pool,
     )
 
 
