@@ -33,6 +33,9 @@ from probes.urls import Origin
 
 BUFFER = 1024 * 1024
 MAX_HEAD = 64 * 1024
+MAX_INTERIM = 8
+"""Interim (1xx) answers skipped before the real one; a server that sends more is broken."""
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _NO_BODY = frozenset({204, 304})
 
 
@@ -267,7 +270,7 @@ class Connection:
         return count
 
     async def _head(self) -> tuple[int, dict[str, str], bool]:
-        while True:  # interim 1xx answers are skipped
+        for _ in range(MAX_INTERIM + 1):  # interim 1xx answers are skipped, a few of them
             while (at := self._buffer.find(b"\r\n\r\n", self._start, self._end)) < 0:
                 if self._end - self._start > MAX_HEAD:
                     raise HttpError("answer head too long")
@@ -278,6 +281,7 @@ class Connection:
             status, fields, keep = _parse_head(head)
             if not 100 <= status < 200:
                 return status, fields, keep
+        raise HttpError("too many interim answers")
 
     async def _body(
         self, status: int, fields: dict[str, str], keep: bool
@@ -339,13 +343,16 @@ class Connection:
     async def _chunked(self) -> AsyncIterator[memoryview]:
         while True:
             size_text = (await self._line()).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HttpError("bad chunk size") from None
+            # hex digits only: int() would also take a sign, "0x" and underscores
+            if not size_text or size_text.strip(_HEX_DIGITS) or len(size_text) > 16:
+                raise HttpError("bad chunk size")
+            size = int(size_text, 16)
             if size == 0:
-                while await self._line():  # trailers, up to the empty line
-                    pass
+                trailers = 0
+                while line := await self._line():  # trailers, up to the empty line
+                    trailers += len(line) + 2
+                    if trailers > MAX_HEAD:
+                        raise HttpError("trailers too long")
                 return
             async for piece in self._counted(size):
                 yield piece

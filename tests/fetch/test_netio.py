@@ -65,6 +65,20 @@ def test_ranged_reads_share_one_keep_alive_connection(http_servers: Servers) -> 
     assert len(server.connections) == 1
 
 
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+#: Answers a hostile server writes raw, each of which must be an error, never bytes.
+HOSTILE = {
+    "negative-chunk": _CHUNKED_HEAD + b"-5\r\nhello\r\n0\r\n\r\n",
+    "prefixed-chunk": _CHUNKED_HEAD + b"0x5\r\nhello\r\n0\r\n\r\n",
+    "underscored-chunk": _CHUNKED_HEAD + b"1_0\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+    "endless-trailers": _CHUNKED_HEAD + b"0\r\n" + b"X-T: y\r\n" * 20_000 + b"\r\n",
+    "endless-interim": b"HTTP/1.1 100 Continue\r\n\r\n" * 50
+    + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello",
+    "signed-length": b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+}
+
+
 class _Framed(BaseHTTPRequestHandler):
     """Bodies framed by chunked encoding or by the end of the connection."""
 
@@ -93,6 +107,9 @@ class _Framed(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "5")
             self.end_headers()
             self.wfile.write(b"hello")
+            self.close_connection = True
+        elif self.path.startswith("/hostile/"):
+            self.wfile.write(HOSTILE[self.path.removeprefix("/hostile/")])
             self.close_connection = True
         else:  # a short body: the connection ends before Content-Length bytes
             self.send_response(200)
@@ -163,3 +180,9 @@ def test_the_gate_is_passed_before_any_connection() -> None:
             listener.accept()  # nothing ever connected
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("answer", sorted(HOSTILE))
+def test_a_hostile_framing_is_an_error_never_bytes(framed: str, answer: str) -> None:
+    with pytest.raises(HttpError):
+        asyncio.run(_get(_connection(framed), f"{framed}/hostile/{answer}"))
