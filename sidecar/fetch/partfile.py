@@ -26,6 +26,10 @@ class IntegrityError(Exception):
     """The bytes written are not the image (size or checksum mismatch)."""
 
 
+class Mismatch(IntegrityError):
+    """Two locations gave different bytes for the same offsets."""
+
+
 class NoSpace(Exception):
     """The target file system cannot hold the image."""
 
@@ -57,6 +61,8 @@ class PartFile:
         self.part = path.with_name(path.name + ".part")
         self.state = path.with_name(path.name + ".part.json")
         self._fd: int | None = None
+        self.mismatch: str | None = None
+        """Why the bytes of two locations were found to differ (``None``: they never were)."""
 
     def open(self, size: int, checksum: Checksum | None) -> list[tuple[int, int]]:
         """Create (or resume) the part file sized ``size``; the ranges already written."""
@@ -97,12 +103,23 @@ class PartFile:
         if free < size:
             raise NoSpace(f"{parent} has {free} bytes free, the image needs {size}")
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview, compare: int = 0) -> None:
+        """Write ``data`` at ``offset``; its first ``compare`` bytes are already there
+        (another location's copy) and are compared instead: :class:`Mismatch`."""
         assert self._fd is not None
         view = memoryview(data)
+        if compare:
+            if os.pread(self._fd, compare, offset) != view[:compare]:
+                self.mismatch = f"two locations gave different bytes at offset {offset}"
+                raise Mismatch(self.mismatch)
+            view, offset = view[compare:], offset + compare
         while view:
             written = os.pwrite(self._fd, view, offset)
             view, offset = view[written:], offset + written
+
+    def read(self, offset: int, count: int) -> bytes:
+        assert self._fd is not None
+        return os.pread(self._fd, count, offset)
 
     def save_state(self, done: list[tuple[int, int]]) -> None:
         """Record what is written, for a rerun (after an interrupt or a failure)."""
