@@ -110,6 +110,24 @@ async def _answer(send: Send, status: int, message: str, *, close: bool = False)
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class KnownHosts:
+    """A :class:`HostPolicy`'s verdict per raw ``Host`` value, remembered (a client
+    sends the same one on every request)."""
+
+    def __init__(self, policy: HostPolicy) -> None:
+        self.policy = policy
+        self._verdicts: dict[bytes, bool] = {}
+
+    def allows(self, value: bytes) -> bool:
+        allowed = self._verdicts.get(value)
+        if allowed is None:
+            allowed = self.policy.allows(value.decode("latin-1"))
+            if len(self._verdicts) >= MAX_HOSTS:
+                self._verdicts.clear()
+            self._verdicts[value] = allowed
+        return allowed
+
+
 class BodyBudget:
     """Request body bytes held now, over all requests of one app; one event loop."""
 
@@ -141,11 +159,9 @@ class GuardMiddleware:
         self, app: ASGIApp, policy: HostPolicy, budget: BodyBudget, duration: Histogram
     ) -> None:
         self.app = app
-        self.policy = policy
+        self.hosts = KnownHosts(policy)
         self.budget = budget
         self.duration = duration
-        self._hosts: dict[bytes, bool] = {}
-        """The policy's verdict per ``Host`` value seen (a client sends the same one)."""
         self._children: dict[str, Histogram] = {}
         """The histogram's child per handler, looked up once (labels() costs a lock)."""
 
@@ -157,7 +173,7 @@ class GuardMiddleware:
         framed = False  # a body may follow: Content-Length or Transfer-Encoding
         for name, value in scope.get("headers") or ():
             # No Host at all: HTTP/1.0, never a browser; answered.
-            if name == b"host" and not self._host_allowed(value):
+            if name == b"host" and not self.hosts.allows(value):
                 await _answer(
                     send, 421, "Host header does not name this daemon (see README.md, Limits)"
                 )
@@ -193,15 +209,6 @@ class GuardMiddleware:
             if child is None:
                 child = self._children[handler] = self.duration.labels(handler)
             child.observe(time.perf_counter() - started)
-
-    def _host_allowed(self, value: bytes) -> bool:
-        allowed = self._hosts.get(value)
-        if allowed is None:
-            allowed = self.policy.allows(value.decode("latin-1"))
-            if len(self._hosts) >= MAX_HOSTS:
-                self._hosts.clear()
-            self._hosts[value] = allowed
-        return allowed
 
     async def _read_body(self, receive: Receive) -> tuple[bytes | None, int]:
         """The whole body and the budget taken for it; ``None`` for a body over
