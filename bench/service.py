@@ -39,16 +39,16 @@ RANK_BODY = {
 class ServiceResult:
     ready_seconds: dict[int, float] = field(default_factory=dict)
     """Seconds from exec to READY=1, by samples in history."""
+    ceiling: dict[str, dict[str, float]] = field(default_factory=dict)
+    at_rate: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_history: dict[int, dict[str, float]] = field(default_factory=dict)
+    rate: float = 500.0
     rss_idle: int = 0
     """Bytes resident after start-up with the small history."""
     rss_load: int = 0
     """Peak bytes resident during the load runs."""
     rss_idle_big: int = 0
     """Bytes resident after start-up with the big history."""
-    ceiling: dict[str, dict[str, float]] = field(default_factory=dict)
-    at_rate: dict[str, dict[str, float]] = field(default_factory=dict)
-    by_history: dict[int, dict[str, float]] = field(default_factory=dict)
-    rate: float = 500.0
 
 
 def fill_history(path: Path, rows: int, seed: int = 1) -> None:

@@ -87,6 +87,10 @@ class ProbeResult:
     """Probe module that ran: ``http``, ``file``, ``s3``, ``swift``, ``rbd`` or ``none``."""
     outcome: Outcome
     """Whether a sample came of it: ``ok``, ``error``, ``not_measurable`` or ``not_needed``."""
+    message: str = ""
+    """The outcome in words (credential-free)."""
+    reason: Reason | None = None
+    """Set when ``outcome`` is ``not_measurable`` or ``not_needed``."""
     error_class: ErrorClass | None = None
     """Which side failed, when ``outcome`` is ``error`` (the failure vocabulary)."""
     status: int | None = None
@@ -101,9 +105,6 @@ class ProbeResult:
     most ``requested_bytes``)."""
     timed_out: bool = False
     started_at: float = field(default_factory=time.time)
-    message: str = ""
-    reason: Reason | None = None
-    """Set when ``outcome`` is ``not_measurable`` or ``not_needed``."""
 
     @property
     def ok(self) -> bool:

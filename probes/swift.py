@@ -194,6 +194,56 @@ def _endpoint(token: dict[str, object], creds: SwiftCredentials) -> str | None:
     return None
 
 
+def auth_plan(
+    location: SwiftLocation, configured: SwiftCredentials | None
+) -> tuple[SwiftCredentials, str, str | None, str]:
+    """``(credentials, auth_url, storage_url, version)`` for a location.
+
+    Single-tenant (user and key in the URL): auth at the URL's own host, the
+    storage URL from the auth reply (``None`` here). Multi-tenant: the configured
+    credentials and ``auth_url``, storage at the URL's host. :class:`AuthFailed`
+    (``auth``) when there are no credentials or the version is not v1 or v3.
+    """
+    if location.user and location.key:
+        creds = SwiftCredentials(
+            user=location.user,
+            key=location.key,
+            auth_version=configured.auth_version if configured else None,
+        )
+        auth_url, storage_url = location.base_url, None
+    elif configured is not None and configured.auth_url:
+        creds, auth_url, storage_url = configured, configured.auth_url, location.base_url
+    else:
+        raise AuthFailed(
+            "auth",
+            "swift location carries no credentials: a multi-tenant URL needs credentials "
+            "configured for this backend",
+        )
+    version = auth_version(creds, auth_url)
+    if version not in ("1", "3"):
+        raise AuthFailed(
+            "auth", f"Swift auth version {version} is not supported (use v1 or Keystone v3)"
+        )
+    return creds, auth_url, storage_url, version
+
+
+async def authenticate(
+    creds: SwiftCredentials, auth_url: str, version: str, limits: ProbeLimits, gate: Gate
+) -> Token:
+    """A fresh token from Swift v1 (``version`` ``"1"``) or Keystone v3 (``"3"``).
+
+    Raises :class:`AuthFailed` (refused, or a reply without a token),
+    :class:`probes.gate.NotAllowed` (the auth host is not allowed), ``httpcore``
+    network errors, and :class:`probes.fetch.BadHeader` (a credential that cannot
+    go in a header; nothing sent).
+    """
+    if version == "3":
+        return await _auth_v3(creds, auth_url, limits, gate)
+    if version == "1":
+        return await _auth_v1(creds, auth_url, limits, gate)
+    raise AuthFailed("auth", f"Swift auth version {version} is not supported")
+
+
 def check_storage_url(url: str, auth_url: str, gate: Gate, version: str) -> None:
     """Raise :class:`NotAllowed` unless the token may go to a storage URL an auth
     reply named: http(s), through the gate, and no https -> http downgrade."""
@@ -234,26 +284,10 @@ async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
 async def _run(
     run: Run, location: SwiftLocation, configured: SwiftCredentials | None, cache: TokenCache
 ) -> None:
-    if location.user and location.key:
-        auth_url = location.base_url
-        creds = SwiftCredentials(
-            user=location.user,
-            key=location.key,
-            auth_version=configured.auth_version if configured else None,
-        )
-        storage_url = None  # from the auth reply
-    elif configured is not None and configured.auth_url:
-        creds, auth_url, storage_url = configured, configured.auth_url, location.base_url
-    else:
-        run.fail(
-            "auth",
-            "swift location carries no credentials: a multi-tenant URL needs credentials "
-            "configured for this backend",
-        )
-        return
-    version = auth_version(creds, auth_url)
-    if version not in ("1", "3"):
-        run.fail("auth", f"Swift auth version {version} is not supported (use v1 or Keystone v3)")
+    try:
+        creds, auth_url, storage_url, version = auth_plan(location, configured)
+    except AuthFailed as failed:
+        run.fail(failed.error_class, str(failed))
         return
     key = TokenCache.key_of(creds, auth_url, version)
     for attempt in (1, 2):
@@ -263,9 +297,7 @@ async def _run(
             started = time.monotonic()
             cache.auth_requests += 1
             try:
-                token = await (_auth_v3 if version == "3" else _auth_v1)(
-                    creds, auth_url, run.limits, run.gate
-                )
+                token = await authenticate(creds, auth_url, version, run.limits, run.gate)
             except AuthFailed as failed:
                 run.phases.add("auth", time.monotonic() - started)
                 run.status = failed.status

@@ -22,25 +22,28 @@ from starlette.types import Receive, Scope, Send
 
 from sidecar.api_models import (
     MAX_OBSERVATIONS,
+    TEXT_CHECKED,
     BackendOut,
     BackendsResponse,
     ErrorResponse,
     HistoryResponse,
     ObservationIn,
     ObservationsResponse,
-    ProbeStateOut,
     RankRequest,
     RankResponse,
     ReadyResponse,
     SampleOut,
     StoreOut,
+    plain_json,
 )
 from sidecar.core import RankAnswer, Refused, SidecarCore
+from sidecar.estimators import BackendView
+from sidecar.guards import BODY
 from sidecar.history import HistoryError
 from sidecar.json_body import parse_body
-from sidecar.limits import BODY
-from sidecar.samples import Sample
+from sidecar.samples import SOURCES, Sample
 from strategies.failures import ERROR_CLASSES
+from strategies.stats import BackendStats
 from strategies.units import parse_duration
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -54,6 +57,9 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 }
 LIMITED = UNAVAILABLE | {
     429: {"model": ErrorResponse, "description": "Over history.max_reports_per_second"}
+}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ReadyResponse, "description": "Not ready: see checks"}
 }
 
 
@@ -73,51 +79,54 @@ class SidecarAPI:
         self.core = core
         self.dead_tasks = dead_tasks
         self.router = APIRouter(responses=RESPONSES)  # the 400/401/413/422 of every route
-        add = self.router.add_api_route
         # Two routes, one path: the first (a plain Starlette route: no dependency
         # solving) answers and reads the body itself, the hot path; the second, never
         # reached, documents the schema (and is the reference that
         # tests/sidecar/test_json_body.py compares the first with).
-        fast = Route("/v1/rank", FastRank(self), methods=["POST"], include_in_schema=False)
-        self.router.routes.append(fast)
-        add(
-            "/v1/rank",
-            self.rank_locations,
-            methods=["POST"],
-            response_model=RankResponse,
-            tags=["ranking"],
-        )
+        hot = Route("/v1/rank", FastRank(self), methods=["POST"], include_in_schema=False)
+        self.hot_route = hot
+        self.router.routes.append(hot)
+        post = ["POST"]
+        add = self._add
+        add("/v1/rank", self.rank_locations, "ranking", methods=post, response_model=RankResponse)
         add(
             "/v1/observations",
             self.observations,
-            methods=["POST"],
+            "measurements",
+            methods=post,
             response_model=ObservationsResponse,
-            tags=["measurements"],
             responses=LIMITED,
         )
-        add("/v1/backends", self.backends, response_model=BackendsResponse, tags=["measurements"])
+        add("/v1/backends", self.backends, "measurements", response_model=BackendsResponse)
         add(
             "/v1/history",
             self.history,
+            "measurements",
             response_model=HistoryResponse,
-            tags=["measurements"],
             responses=UNAVAILABLE,
         )
-        add("/healthz", self.healthz, tags=["health"])
-        add(
-            "/readyz",
-            self.readyz,
-            tags=["health"],
-            response_model=ReadyResponse,
-            responses={503: {"model": ReadyResponse, "description": "Not ready: see checks"}},
-        )
-        add("/metrics", self.metrics, tags=["health"], response_class=Response)
+        add("/healthz", self.healthz, "health")
+        add("/readyz", self.readyz, "health", response_model=ReadyResponse, responses=NOT_READY)
+        add("/metrics", self.metrics, "health", response_class=Response)
+
+    def _add(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        tag: str,
+        *,
+        methods: list[str] | None = None,
+        **options: Any,
+    ) -> None:
+        """One documented route (``GET`` unless ``methods`` says otherwise)."""
+        self.router.add_api_route(path, endpoint, methods=methods, tags=[tag], **options)
 
     async def rank_locations(self, body: RankRequest) -> Response:
         """Order locations, best first, and say why each is where it is."""
-        return await self.rank_locations_of(body)
+        return Response(await self.rank_json_of(body), media_type="application/json")
 
-    async def rank_locations_of(self, body: RankRequest) -> Response:
+    async def rank_json_of(self, body: RankRequest) -> bytes:
+        """The ``RankResponse`` JSON for a rank request (see :func:`rank_json`)."""
         locations = [{"url": loc.url, "metadata": loc.metadata} for loc in body.locations]
         try:
             answer = await self.core.rank(
@@ -128,9 +137,7 @@ class SidecarAPI:
             )
         except Refused as exc:
             raise APIError(422, str(exc)) from None
-        # Already validated: serialise once here instead of FastAPI validating it again
-        # (the hot path; response_model still documents the schema).
-        return Response(rank_json(answer), media_type="application/json")
+        return rank_json(answer)
 
     async def observations(self, body: ObservationIn | list[ObservationIn]) -> ObservationsResponse:
         """Report real downloads; answered 200 only once they are stored."""
@@ -171,60 +178,39 @@ class SidecarAPI:
         core = self.core
         core.settle()
         now = core.clock()
-        scheduler = core.scheduler
-        out = []
-        for v in core.estimators.views(now):
-            verdict = scheduler.measurability(v.key)
-            measurable = verdict.measurable or v.estimated
-            probe = scheduler.describe(v.key, now)
-            out.append(
-                BackendOut(
-                    backend=v.key,
-                    latency_seconds=v.stats.latency_seconds,
-                    throughput_bytes_per_second=v.stats.throughput_bytes_per_second,
-                    newest_good_at=v.stats.newest_good_at,
-                    age_seconds=v.age_seconds,
-                    fresh=v.fresh,
-                    ejected=v.ejected,
-                    ejected_until=v.stats.ejected_until if v.ejected else None,
-                    ejected_reason=v.stats.ejected_reason if v.ejected else None,
-                    measurable=measurable,
-                    not_measurable_reason=None if measurable else verdict.message or None,
-                    probe=ProbeStateOut(**probe) if probe else None,
-                    samples=v.samples,
-                    errors=v.errors,
-                )
-            )
-        seen = {b.backend for b in out}
-        for key in sorted(set(scheduler.keys()) - seen):  # probed or noted, no sample yet
-            verdict = scheduler.measurability(key)
-            probe = scheduler.describe(key, now)
-            out.append(
-                BackendOut(
-                    backend=key,
-                    latency_seconds=None,
-                    throughput_bytes_per_second=None,
-                    newest_good_at=None,
-                    age_seconds=None,
-                    fresh=False,
-                    ejected=False,
-                    ejected_until=None,
-                    ejected_reason=None,
-                    measurable=verdict.measurable,
-                    not_measurable_reason=verdict.message or None,
-                    probe=ProbeStateOut(**probe) if probe else None,
-                    samples={"probe": 0, "report": 0},
-                    errors=dict.fromkeys(ERROR_CLASSES, 0),
-                )
-            )
+        views = core.estimators.views(now)
+        seen = {v.key for v in views}
+        # probed or noted, no sample yet
+        views += [unseen(key) for key in sorted(set(core.scheduler.keys()) - seen)]
         return BackendsResponse(
             now=now,
             network_suspect=core.estimators.network_suspect(now),
-            backends=out,
+            backends=[self._backend(v, now) for v in views],
             stores=[
                 StoreOut(store=s.store, backends=s.backends, last_seen=s.last_seen)
                 for s in core.stores.views()
             ],
+        )
+
+    def _backend(self, v: BackendView, now: float) -> BackendOut:
+        scheduler = self.core.scheduler
+        verdict = scheduler.measurability(v.key)
+        measurable = verdict.measurable or v.estimated  # measured: measurable, whatever the rule
+        return BackendOut(
+            backend=v.key,
+            latency_seconds=v.stats.latency_seconds,
+            throughput_bytes_per_second=v.stats.throughput_bytes_per_second,
+            newest_good_at=v.stats.newest_good_at,
+            age_seconds=v.age_seconds,
+            fresh=v.fresh,
+            ejected=v.ejected,
+            ejected_until=v.stats.ejected_until if v.ejected else None,
+            ejected_reason=v.stats.ejected_reason if v.ejected else None,
+            measurable=measurable,
+            not_measurable_reason=None if measurable else verdict.message or None,
+            probe=scheduler.describe(v.key, now),
+            samples=v.samples,
+            errors=v.errors,
         )
 
     async def history(
@@ -287,23 +273,47 @@ class SidecarAPI:
 
 class FastRank:
     """``POST /v1/rank`` as a bare ASGI endpoint (see :meth:`SidecarAPI.rank_locations`):
-    no request object, no dependency solving; the body as ``LimitsMiddleware`` read it,
-    parsed by :func:`~sidecar.json_body.parse_body`. Errors go to the app's handlers."""
+    no request object, no dependency solving; the body as ``GuardMiddleware`` read it,
+    parsed by :func:`~sidecar.json_body.parse_body` (its text checked on the bytes when
+    :func:`~sidecar.api_models.plain_json` can), the answer sent as
+    :class:`~starlette.responses.Response` sends it. Errors go to the app's handlers."""
 
     def __init__(self, api: SidecarAPI) -> None:
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = scope.get(BODY)
-        if body is None:  # not behind LimitsMiddleware
+        if body is None:  # not behind GuardMiddleware
             body = await Request(scope, receive).body()
         content_type = None
         for name, value in scope["headers"]:
             if name == b"content-type":  # the first one, as Starlette's headers.get
                 content_type = value.decode("latin-1")
                 break
-        response = await self.api.rank_locations_of(parse_body(RankRequest, body, content_type))
-        await response(scope, receive, send)
+        context = TEXT_CHECKED if plain_json(body) else None
+        request = parse_body(RankRequest, body, content_type, context)
+        answer = await self.api.rank_json_of(request)
+        headers = [(b"content-length", str(len(answer)).encode()), _JSON_TYPE]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def unseen(key: str) -> BackendView:
+    """The view of a backend that no sample has reached (yet): nothing known or counted."""
+    return BackendView(
+        key,
+        BackendStats(),
+        age_seconds=None,
+        fresh=False,
+        ejected=False,
+        estimated=False,
+        auth_failed=False,
+        samples=dict.fromkeys(SOURCES, 0),
+        errors=dict.fromkeys(ERROR_CLASSES, 0),
+    )
 
 
 def rank_json(answer: RankAnswer) -> bytes:

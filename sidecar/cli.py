@@ -399,12 +399,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 def _probe_policy(patterns: list[str] | None) -> Callable[[str], bool] | None:
     """``--allow-host`` patterns, matched as the daemon matches ``probe.learn_from``."""
-    if not patterns:
-        return None
-    from sidecar.probe_config import ProbeConfig
+    from sidecar.gate_options import host_policy
 
-    config = ProbeConfig.model_validate({"learn_from": patterns})
-    return lambda host: config.host_allowed(host, host)
+    return host_policy(patterns)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -503,14 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("url", metavar="URL")
     probe.add_argument("--bytes", default="1MiB", help="bytes to read (default 1MiB)")
     probe.add_argument("--timeout", default="30s", help="hard limit (default 30s)")
-    probe.add_argument("--ca-file", help="PEM bundle for TLS instead of the system store")
-    probe.add_argument(
-        "--allow-host",
-        action="append",
-        metavar="PATTERN",
-        help="another host the probe may connect to (a redirect, a Swift storage URL, a "
-        "Keystone endpoint), as in probe.learn_from; repeatable (default: the URL's own host)",
-    )
+    from sidecar.gate_options import add_gate_options
+
+    add_gate_options(probe, "the probe")
     probe.add_argument("--json", action="store_true", help="print the result as JSON")
     probe.set_defaults(func=_cmd_probe)
 

@@ -92,14 +92,20 @@ def _token(value: object) -> str | None:
     return value.strip()
 
 
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address when it is an IP literal (``None``: a name)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def is_loopback_host(host: str) -> bool:
     """``localhost`` or a loopback IP literal; any other name may resolve anywhere."""
     if host.lower() == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    ip = ip_literal(host)
+    return ip is not None and ip.is_loopback
 
 
 class ServerConfig(Section):

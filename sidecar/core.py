@@ -41,7 +41,7 @@ from strategies.metrics import RankContext, rank
 from strategies.placement import Placed, place
 from strategies.prefer import prefer_of
 from strategies.reasons import RankedLocation
-from strategies.registry import available_strategies, get_strategy
+from strategies.registry import available_strategies, get_strategy, load_strategies
 from strategies.store_type import normalize_preference
 
 LOG = logging.getLogger(__name__)
@@ -240,9 +240,10 @@ class SidecarCore:
         strategy: str | None,
     ) -> RankAnswer:
         """Order ``locations`` (``{"url", "metadata"}`` dicts, not copied) best first."""
-        settings = self._strategy
         now = self.clock()
-        if touches_files(locations):  # a file:// placement looks for mount points: off the loop
+        context = self.context(locations, now, image_size=image_size, image_id=image_id)
+        if context is None:  # a file:// placement looks for mount points: off the loop
+            settings = self._strategy
             context = await rank_context(
                 locations,
                 now=now,
@@ -251,8 +252,6 @@ class SidecarCore:
                 image_id=image_id,
                 store_type_preference=settings.store_type_preference,
             )
-        else:
-            context = self.context(locations, now, image_size=image_size, image_id=image_id)
         return self.answer(context, strategy)
 
     def context(
@@ -262,28 +261,32 @@ class SidecarCore:
         *,
         image_size: int | None,
         image_id: str | None,
-    ) -> RankContext:
-        """The locations placed (through the memo), with the settings: no I/O for
-        locations that are not ``file://``."""
+    ) -> RankContext | None:
+        """The locations placed (through the memo), with the settings; ``None`` when a
+        ``file://`` location is among them (placing it is I/O: see :meth:`rank`)."""
+        places = self._places
+        placed = []
+        for location in locations:
+            known = places.get(location["url"])
+            if known is None:
+                if touches_files((location,)):
+                    return None
+                placed.append(self._place(location))
+            else:
+                placed.append(Placed(location, *known))
         return RankContext(
-            tuple(self._place(location) for location in locations),
-            now,
-            self._strategy.metrics,
-            image_size,
-            image_id,
-            self._preference,
+            tuple(placed), now, self._strategy.metrics, image_size, image_id, self._preference
         )
 
     def answer(self, context: RankContext, strategy: str | None) -> RankAnswer:
         """The answer for a placed request with ``strategy`` (``None``: the configured one)."""
         settings = self._strategy
         name = (strategy or settings.location_strategy).strip()
-        if name not in available_strategies():
+        if name not in load_strategies():
             raise Refused(
                 f"unknown strategy {name!r}; valid strategies: {', '.join(available_strategies())}"
             )
         now = context.now
-        locations = [placed.location for placed in context.placed]
         self._saw(context, now)
         mode: RankMode
         ranked: Sequence[RankedLocation | StaticPlace]
@@ -294,7 +297,8 @@ class SidecarCore:
             ranked, mode, reason = ranking.locations, ranking.mode, ranking.reason
         else:
             ordered = get_strategy(name).get_ordered_locations(
-                locations, store_type_preference=settings.store_type_preference
+                [placed.location for placed in context.placed],
+                store_type_preference=settings.store_type_preference,
             )
             by_url = {
                 p.location["url"]: p.backend.key if p.backend else None for p in context.placed
@@ -308,17 +312,14 @@ class SidecarCore:
         return RankAnswer(name, mode, reason, ranked, prefer_of([r.location for r in ranked]))
 
     def _place(self, location: dict[str, Any]) -> Placed:
-        """``strategies.placement.place`` of one location, its answer remembered by URL."""
-        url = location["url"]
-        known = self._places.get(url)
-        if known is None:
-            placed = place(location, "url", self._roots)
-            if placed.backend is None or placed.backend.store != "file":  # file: a mount may change
-                if len(self._places) >= MAX_PLACES:
-                    self._places.clear()
-                self._places[url] = (placed.backend, placed.error)
-            return placed
-        return Placed(location, *known)
+        """``strategies.placement.place`` of one location, remembered by URL (not
+        ``file`` stores: a mount may change)."""
+        placed = place(location, "url", self._roots)
+        if placed.backend is None or placed.backend.store != "file":
+            if len(self._places) >= MAX_PLACES:
+                self._places.clear()
+            self._places[location["url"]] = (placed.backend, placed.error)
+        return placed
 
     def _saw(self, context: RankContext, now: float) -> None:
         """Queue what this request teaches the store map and the scheduler (see :meth:`settle`)."""

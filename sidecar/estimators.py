@@ -40,6 +40,7 @@ when a snapshot is taken.
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ from strategies.stats import BackendStats
 _NETWORK_CLASSES = ("local", "server")
 _MOVING_KINDS = ("download", "throughput")
 """Kinds of success that must move bytes to count as one."""
+
+_Values = tuple[float | None, float | None, float | None, float | None, str | None]
+"""What :class:`BackendStats` is built from (latency, throughput, newest good, ejection)."""
 
 MAX_STEP = 4.0
 """One sample moves an estimate by at most this factor, up or down."""
@@ -161,6 +165,12 @@ class Estimators:
         """Backends evicted to make room for a new one."""
         self.on_evict: list[Callable[[str], None]] = []
         """Called with the key of each evicted backend (the metrics drop its series)."""
+        self.version = 0
+        """Counts the samples learnt and the backends evicted: what a snapshot depends on."""
+        self._suspect: tuple[int, float, float, bool] | None = None
+        """``network_suspect`` as (version, computed at, valid until, value)."""
+        self._snapshots: dict[str, tuple[_Values, BackendStats]] = {}
+        """Per backend, the statistics last built and the values they were built from."""
 
     def _state(self, key: str) -> BackendState:
         state = self.backends.get(key)
@@ -177,6 +187,8 @@ class Estimators:
 
         victim = min(self.backends.values(), key=usefulness).key
         del self.backends[victim]
+        self._snapshots.pop(victim, None)
+        self.version += 1
         self.evicted += 1
         for callback in self.on_evict:
             callback(victim)
@@ -205,6 +217,7 @@ class Estimators:
         return total
 
     def record(self, sample: Sample) -> BackendState:
+        self.version += 1
         state = self._state(sample.backend)
         state.samples[sample.source] += 1
         state.newest_at = (
@@ -315,36 +328,57 @@ class Estimators:
         )
 
     def network_suspect(self, now: float) -> bool:
-        """Every backend active within ``max_age`` (two or more) failed its last sample."""
+        """Every backend active within ``max_age`` (two or more) failed its last sample.
+
+        Worked out once per sample learnt: the answer stands until a sample arrives
+        or an active backend's newest sample passes ``max_age`` (or the clock steps back).
+        """
+        known = self._suspect
+        if known is not None:
+            version, since, until, suspect = known
+            if version == self.version and since <= now <= until:
+                return suspect
         active = [
             s
             for s in self.backends.values()
             if s.newest_at is not None and now - s.newest_at <= self.max_age
         ]
-        return len(active) >= 2 and all(
+        suspect = len(active) >= 2 and all(
             s.last_ok is False and s.last_error_class in _NETWORK_CLASSES for s in active
         )
+        # 1 ms short of the first active backend going quiet: no rounding decides it
+        ends = [s.newest_at + self.max_age for s in active if s.newest_at is not None]
+        until = min(ends, default=math.inf)
+        self._suspect = (self.version, now, until - 1e-3, suspect)
+        return suspect
 
     def _stats(self, state: BackendState, now: float, suspect: bool) -> BackendStats:
+        """The statistics of one backend; the same object while its values are the same
+        (what a snapshot works out once, e.g. ``BackendStats.problem``, is kept)."""
         ejected_until, reason = state.ejected_until, state.ejected_reason
         if suspect and not state.auth_failed:
             ejected_until, reason = None, None
-        return BackendStats(
-            latency_seconds=state.latency.value,
-            throughput_bytes_per_second=state.throughput.value,
-            newest_good_at=state.newest_good_at,
-            ejected_until=ejected_until,
-            ejected_reason=reason,
+        values: _Values = (
+            state.latency.value,
+            state.throughput.value,
+            state.newest_good_at,
+            ejected_until,
+            reason,
         )
+        known = self._snapshots.get(state.key)
+        if known is not None and all(map(operator.is_, known[0], values)):
+            return known[1]
+        stats = BackendStats(*values)
+        self._snapshots[state.key] = (values, stats)
+        return stats
 
-    def stats(self, now: float, keys: set[str] | None = None) -> dict[str, BackendStats]:
+    def stats(self, now: float, keys: Iterable[str] | None = None) -> dict[str, BackendStats]:
         """Snapshots for :func:`strategies.metrics.rank` (all backends when ``keys`` is None)."""
         suspect = self.network_suspect(now)
-        return {
-            key: self._stats(state, now, suspect)
-            for key, state in self.backends.items()
-            if keys is None or key in keys
-        }
+        if keys is None:
+            return {key: self._stats(state, now, suspect) for key, state in self.backends.items()}
+        backends = self.backends
+        return {key: self._stats(backends[key], now, suspect) for key in keys if key in backends}
 
     def views(self, now: float) -> list[BackendView]:
         suspect = self.network_suspect(now)

@@ -1,37 +1,53 @@
-"""What a hostile local client or web page may not do to the API (ASGI middleware).
+"""What a client may do to the API: one ASGI layer in front of every route.
 
-- :class:`HostCheckMiddleware`: only ``Host`` values naming this daemon are
-  answered (a loopback name or IP literal with any port, the configured listen
-  address with its port; with a wildcard listen address also IP literals and the
-  machine's host name). Any other gets ``421``: a web page whose name was
-  re-bound to 127.0.0.1 (DNS rebinding) cannot drive the unauthenticated API.
-- :class:`BodyBudgetMiddleware`: request body bytes held at once, over all
-  connections, stay under ``server.max_buffered_body``; the request that would
-  pass it gets ``503`` and its connection is closed.
+:class:`GuardMiddleware` checks, in this order (one pass over the headers; a
+request that cannot carry a body gets no wrapped ``receive`` or ``send``):
 
-:func:`install_guards` adds both, the event-loop lag monitor and the connection
-metrics to an app; the connection limits themselves live in the uvicorn protocol
-(:mod:`sidecar.connections`), set up by :mod:`sidecar.serve`.
+- the ``Host`` header: only values naming this daemon are answered (a loopback
+  name or IP literal with any port, the configured listen address with its port;
+  with a wildcard listen address also IP literals and the machine's host name).
+  Any other gets ``421``: a web page whose name was re-bound to 127.0.0.1 (DNS
+  rebinding) cannot drive the unauthenticated API (:class:`HostPolicy`);
+- the body size: over :data:`MAX_BODY_BYTES` (``Content-Length`` or bytes
+  received) gets ``413``; a ``POST``/``PUT``/``PATCH`` body is read here once
+  and handed on in the scope (:data:`BODY`, the fast ``/v1/rank`` takes it from
+  there) and to ``receive``;
+- the body budget: request body bytes held at once, over all connections, stay
+  under ``server.max_buffered_body``; the request that would pass it gets
+  ``503`` and its connection is closed (:class:`BodyBudget`);
+
+and times every request it lets through the ``Host`` check for the duration
+histogram. :func:`install_guards` adds it, the event-loop lag monitor and the
+connection metrics to an app; the connection limits themselves live in the
+uvicorn protocol (:mod:`sidecar.connections`), set up by :mod:`sidecar.serve`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sidecar.config import SidecarConfig, is_loopback_host
+from sidecar.config import SidecarConfig, ip_literal, is_loopback_host
 from sidecar.connections import ConnectionCollector, ConnectionGuard, ConnectionLimits
 from sidecar.looplag import LoopLag
 
 WILDCARDS = frozenset({"0.0.0.0", "::"})
+MAX_BODY_BYTES = 1024 * 1024
+BODY = "sidecar.body"
+"""Scope key of the body :class:`GuardMiddleware` read (the fast ``/v1/rank`` takes it)."""
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose body is read (and size-checked) before the route runs."""
+MAX_HOSTS = 64
+"""``Host`` values whose verdict is remembered; the memo is emptied when full."""
 
 
 @dataclass(frozen=True)
@@ -54,21 +70,11 @@ class HostPolicy:
         host, port = split_host(value)
         if host is None:
             return False
-        if is_loopback_host(host):
+        if is_loopback_host(host) or host in self.names:
             return True
         if host == self.listen_host and port == self.port:
             return True
-        if host in self.names:
-            return True
-        return self.any_ip and _is_ip(host)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+        return self.any_ip and ip_literal(host) is not None
 
 
 def split_host(value: str) -> tuple[str | None, int | None]:
@@ -104,23 +110,22 @@ async def _answer(send: Send, status: int, message: str, *, close: bool = False)
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-class HostCheckMiddleware:
-    """``421`` for a ``Host`` that does not name this daemon (see :class:`HostPolicy`)."""
+class KnownHosts:
+    """A :class:`HostPolicy`'s verdict per raw ``Host`` value, remembered (a client
+    sends the same one on every request)."""
 
-    def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
-        self.app = app
+    def __init__(self, policy: HostPolicy) -> None:
         self.policy = policy
+        self._verdicts: dict[bytes, bool] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            hosts = [v for k, v in scope.get("headers") or () if k == b"host"]
-            # No Host at all: HTTP/1.0, never a browser; answered.
-            if not all(self.policy.allows(v.decode("latin-1")) for v in hosts):
-                await _answer(
-                    send, 421, "Host header does not name this daemon (see README.md, Limits)"
-                )
-                return
-        await self.app(scope, receive, send)
+    def allows(self, value: bytes) -> bool:
+        allowed = self._verdicts.get(value)
+        if allowed is None:
+            allowed = self.policy.allows(value.decode("latin-1"))
+            if len(self._verdicts) >= MAX_HOSTS:
+                self._verdicts.clear()
+            self._verdicts[value] = allowed
+        return allowed
 
 
 class BodyBudget:
@@ -146,22 +151,91 @@ class _OverBudget(Exception):
     pass
 
 
-class BodyBudgetMiddleware:
-    """Counts every body chunk a request receives against a shared :class:`BodyBudget`.
+class GuardMiddleware:
+    """The ``Host`` check, the body size limit, the body budget and the request timing
+    (see the module docstring); non-HTTP scopes pass untouched."""
 
-    Sits inside the bearer-token check (no byte is read for a client without the
-    token) and outside the code that reads bodies; the bytes are given back when
-    the request ends.
-    """
-
-    def __init__(self, app: ASGIApp, budget: BodyBudget) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: HostPolicy, budget: BodyBudget, duration: Histogram
+    ) -> None:
         self.app = app
+        self.hosts = KnownHosts(policy)
         self.budget = budget
+        self.duration = duration
+        self._children: dict[str, Histogram] = {}
+        """The histogram's child per handler, looked up once (labels() costs a lock)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length = None
+        framed = False  # a body may follow: Content-Length or Transfer-Encoding
+        for name, value in scope.get("headers") or ():
+            # No Host at all: HTTP/1.0, never a browser; answered.
+            if name == b"host" and not self.hosts.allows(value):
+                await _answer(
+                    send, 421, "Host header does not name this daemon (see README.md, Limits)"
+                )
+                return
+            if name == b"content-length":
+                length = value  # the last one
+                framed = True
+            elif name == b"transfer-encoding":
+                framed = True
+        started = time.perf_counter()
+        taken = 0
+        try:
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                await _too_large(send)
+                return
+            if scope["method"] in BODY_METHODS:
+                body, taken = await self._read_body(receive)
+                if body is None:
+                    await _too_large(send)
+                    return
+                scope[BODY] = body
+                await self.app(scope, _replay(body, receive), send)
+            elif framed:  # a body the route may read: counted as it is
+                taken = await self._counted(scope, receive, send)
+            else:  # no body can come: nothing to count
+                await self.app(scope, receive, send)
+        except _OverBudget:  # while this layer read the body: nothing was sent yet
+            await _busy(send)
+        finally:
+            self.budget.give(taken)
+            handler = _handler(scope)
+            child = self._children.get(handler)
+            if child is None:
+                child = self._children[handler] = self.duration.labels(handler)
+            child.observe(time.perf_counter() - started)
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes | None, int]:
+        """The whole body and the budget taken for it; ``None`` for a body over
+        :data:`MAX_BODY_BYTES`. Raises :class:`_OverBudget`."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if chunk:
+                if not self.budget.take(len(chunk)):
+                    self.budget.give(size)
+                    raise _OverBudget
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return None, size
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks), size
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Run the route with every body chunk it receives counted; returns the budget
+        taken. A chunk over the budget ends the request with ``503`` (when nothing was
+        sent yet)."""
         taken = 0
         started = False
 
@@ -184,11 +258,45 @@ class BodyBudgetMiddleware:
             await self.app(scope, counted, tracked)
         except _OverBudget:
             if not started:
-                await _answer(
-                    send, 503, "server busy: too many request bodies in flight", close=True
-                )
-        finally:
-            self.budget.give(taken)
+                await _busy(send)
+        return taken
+
+
+def _handler(scope: Scope) -> str:
+    """The route's path template; a plain Starlette route (the fast ``/v1/rank``) sets
+    no ``route``, only its endpoint: no route has path parameters, so the path is it."""
+    path = getattr(scope.get("route"), "path", None)
+    if path is None and scope.get("endpoint") is not None:
+        path = scope.get("path")
+    return str(path) if path else "unmatched"
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _too_large(send: Send) -> None:
+    response = JSONResponse(
+        {"error": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
+    )
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _busy(send: Send) -> None:
+    await _answer(send, 503, "server busy: too many request bodies in flight", close=True)
 
 
 @dataclass
@@ -205,10 +313,11 @@ def install_guards(
     config: SidecarConfig,
     registry: CollectorRegistry,
     add_task: Callable[[str, Callable[[], Awaitable[None]]], None],
+    duration: Histogram,
 ) -> Guards:
-    """Add the body budget, the Host check, the loop-lag monitor (a background task,
-    through ``add_task``) and the connection metrics (in ``registry``); call it after
-    the body-reading middleware, before the bearer-token check."""
+    """Add :class:`GuardMiddleware` (timing into ``duration``), the loop-lag monitor (a
+    background task, through ``add_task``) and the connection metrics (in
+    ``registry``); call it before adding the bearer-token check (which goes outside)."""
     server = config.server
     guards = Guards(
         budget=BodyBudget(server.max_buffered_body),
@@ -221,8 +330,9 @@ def install_guards(
         ),
         lag=LoopLag(registry),
     )
-    app.add_middleware(BodyBudgetMiddleware, budget=guards.budget)
-    app.add_middleware(HostCheckMiddleware, policy=HostPolicy.of(config))
+    app.add_middleware(
+        GuardMiddleware, policy=HostPolicy.of(config), budget=guards.budget, duration=duration
+    )
     registry.register(ConnectionCollector(guards.connections))
     add_task("loop_lag", guards.lag.run)
     app.state.guards = guards

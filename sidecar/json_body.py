@@ -34,8 +34,13 @@ def is_json(content_type: str) -> bool:
     return subtype == "json" or subtype.endswith("+json")
 
 
-def parse_body(model: type[Model], body: bytes, content_type: str | None) -> Model:
-    """``body`` as ``model``; raises what FastAPI raises for a required body parameter."""
+def parse_body(
+    model: type[Model], body: bytes, content_type: str | None, context: Any = None
+) -> Model:
+    """``body`` as ``model``; raises what FastAPI raises for a required body parameter.
+
+    ``context``: pydantic's validation context.
+    """
     data: Any
     if not body:  # no body at all: a missing required field (JSON null is validated)
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
@@ -57,7 +62,7 @@ def parse_body(model: type[Model], body: bytes, content_type: str | None) -> Mod
     else:
         data = body  # not declared JSON (or no content-type: strict): validated as is
     try:
-        return model.model_validate(data, from_attributes=True)
+        return model.model_validate(data, from_attributes=True, context=context)
     except ValidationError as exc:
         errors = [
             {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)

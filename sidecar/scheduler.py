@@ -30,7 +30,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +41,7 @@ from sidecar.history import HistoryError
 from sidecar.probe_config import ProbeConfig
 from sidecar.probe_metrics import ProbeMetrics
 from sidecar.probe_plan import Due, ProbePlanner
+from sidecar.probe_state import NoteKind, ProbeStateOut, ProbeStatus
 from sidecar.samples import Sample
 from strategies.backends import backend_of
 
@@ -50,7 +51,6 @@ MAX_NOTES = 1024
 
 Prober = Callable[[ProbeTarget, ProbeLimits], Awaitable[ProbeResult]]
 Record = Callable[[Sample], Awaitable[None]]
-NoteKind = Literal["not_allowed", "not_measurable", "not_needed"]
 
 
 class EstimatesReader(Protocol):
@@ -243,16 +243,14 @@ class ProbeScheduler:
         listed += [k for k, n in self.notes.items() if n.kind != "not_allowed"]
         return listed
 
-    def describe(self, key: str, now: float) -> dict[str, Any] | None:
+    def describe(self, key: str, now: float) -> ProbeStateOut | None:
         """The scheduler's view of one backend (``probe`` in ``/v1/backends``)."""
         target = self.planner.targets.get(key)
         if target is None:
             note = self.notes.get(key)
-            if note is None:
-                return None
-            return {"status": note.kind, "note": note.message}
+            return None if note is None else ProbeStateOut(status=note.kind, note=note.message)
         held = target.hold_until > now
-        status = (
+        status: ProbeStatus = (
             "running"
             if target.running
             else "waiting_for_url"
@@ -261,17 +259,17 @@ class ProbeScheduler:
             if held
             else "planned"
         )
-        return {
-            "status": status,
-            "origin": target.origin,
-            "next_latency_at": target.next_latency_at,
-            "next_throughput_at": target.next_throughput_at,
-            "held_until": target.hold_until if held and target.hold_until != float("inf") else None,
-            "last_probe_at": target.last_at,
-            "last_outcome": target.last_outcome,
-            "probes": dict(target.probes),
-            "note": target.hold_reason or target.last_message or None,
-        }
+        return ProbeStateOut(
+            status=status,
+            origin=target.origin,
+            next_latency_at=target.next_latency_at,
+            next_throughput_at=target.next_throughput_at,
+            held_until=target.hold_until if held and target.hold_until != float("inf") else None,
+            last_probe_at=target.last_at,
+            last_outcome=target.last_outcome,
+            probes=dict(target.probes),
+            note=target.hold_reason or target.last_message or None,
+        )
 
     # -- the loop ---------------------------------------------------------------------
     async def run(self) -> None:

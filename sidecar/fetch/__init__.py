@@ -8,9 +8,10 @@ Public API (other tools call these names)::
 Modules, one job each: ``plan`` (order and source count), ``transport`` (ranged
 reads, the probes' signing and auth), ``segments`` (who reads which bytes),
 ``sources`` (a location's state and rate), ``engine`` (workers and switching),
-``partfile`` (``PATH.part``, verification, atomic rename), ``observe`` (what the
-sidecar is told), ``glance`` (an image's record), ``netio`` (plain-TCP reads for
-httpcore on asyncio), ``progress`` and ``cli``.
+``partfile`` (``PATH.part``, verification, atomic rename), ``crosscheck``
+(without a checksum: do the locations agree), ``observe`` (what the sidecar is
+told), ``glance`` (an image's record), ``netio`` (the HTTP/1.1 body reader:
+large reads into one reused buffer), ``progress`` and ``cli``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import anyio
 
 from probes.target import Credentials, ProbeLimits, TokenCache
+from sidecar.fetch.crosscheck import cross_check
 from sidecar.fetch.engine import AllFailed, Engine
 from sidecar.fetch.observe import DEFAULT_INTERVAL, Observer
 from sidecar.fetch.partfile import Checksum, IntegrityError, NoSpace, PartFile, parse_checksum
@@ -43,7 +44,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTEGRITY = 0, 1, 2, 3
 
 #: Per-request limits: ``timeout`` is the read timeout (a stall is caught sooner by
 #: the engine's monitor).
-DEFAULT_LIMITS = ProbeLimits(max_bytes=1, timeout=30.0, connect_timeout=5.0)
+DEFAULT_LIMITS = ProbeLimits(max_bytes=1, timeout=30.0, connect_timeout=5.0, max_redirects=5)
 #: Up to this size, opening, hashing and renaming the part file run on the event loop
 #: (about a millisecond); above it, in a worker thread.
 INLINE_BYTES = 4 * 1024 * 1024
@@ -296,6 +297,8 @@ async def _transfer(
         part.close()
         raise
     try:
+        if expected is None:  # locations that disagree must not make a file (exit 3)
+            await cross_check(pool, segments, part)
         digest = await blocking(part.verify, size, expected)
     except IntegrityError as exc:
         part.discard()

@@ -13,8 +13,10 @@ import json
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sidecar.gate_options import add_gate_options
 from strategies.units import parse_size
 
 if TYPE_CHECKING:  # imported when the command runs: every other subcommand starts fast
@@ -50,6 +52,7 @@ def add_parser(commands: Any) -> None:
     fetch.add_argument(
         "--sidecar", metavar="URL", help="the sidecar (default $LOCATION_SIDECAR_URL)"
     )
+    add_gate_options(fetch, "a fetch")
     fetch.add_argument("--no-report", action="store_true", help="do not report to the sidecar")
     fetch.add_argument("--json", action="store_true", help="print a JSON summary")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar, no warnings")
@@ -66,32 +69,46 @@ def _sources(text: str) -> int | str:
     raise BadArgument("--sources must be a positive number or 'auto'")
 
 
-async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
-    from sidecar.fetch.api import BadArgument, fetch_image
+async def _image(args: argparse.Namespace) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
+    """The locations, and what is known of the image (``fetch_image``'s keyword
+    arguments ``size``, ``checksum``, ``image_id``, ``direct_url``): from the command
+    line, completed by Glance's image record with ``--image``/``--glance``."""
+    from sidecar.fetch.api import BadArgument
     from sidecar.fetch.glance import GlanceError, glance_image
 
-    sources = _sources(args.sources)
     try:
         size = parse_size(args.size, name="--size") if args.size is not None else None
     except ValueError as exc:
         raise BadArgument(str(exc)) from None
     urls: list[str | dict[str, Any]] = list(args.urls)
-    checksum, image_id, direct_url = args.checksum, args.image_id, None
-    if args.image or args.glance:
-        if not (args.image and args.glance):
-            raise BadArgument("--image and --glance go together")
-        token = args.token or os.environ.get("OS_AUTH_TOKEN")
-        try:
-            image = await glance_image(args.glance, args.image, token)
-        except GlanceError as exc:
-            raise BadArgument(str(exc)) from None
-        urls += image.locations
-        direct_url = image.direct_url
-        size = size if size is not None else image.size
-        checksum = checksum or image.checksum
-        image_id = image_id or image.image_id
-    elif not urls:
-        raise BadArgument("give one or more URLs, or --image ID --glance URL")
+    known: dict[str, Any] = {"size": size, "checksum": args.checksum, "image_id": args.image_id}
+    if not (args.image or args.glance):
+        if not urls:
+            raise BadArgument("give one or more URLs, or --image ID --glance URL")
+        return urls, known
+    if not (args.image and args.glance):
+        raise BadArgument("--image and --glance go together")
+    token = args.token or os.environ.get("OS_AUTH_TOKEN")
+    try:
+        image = await glance_image(args.glance, args.image, token)
+    except GlanceError as exc:
+        raise BadArgument(str(exc)) from None
+    from_glance = {"size": image.size, "checksum": image.checksum, "image_id": image.image_id}
+    known = {k: v if v is not None else from_glance[k] for k, v in known.items()}
+    return [*urls, *image.locations], {**known, "direct_url": image.direct_url}
+
+
+async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
+    from sidecar.fetch.api import DEFAULT_LIMITS, BadArgument, fetch_image
+    from sidecar.gate_options import host_policy
+
+    sources = _sources(args.sources)
+    urls, known = await _image(args)
+    try:
+        policy = host_policy(args.allow_host)
+    except ValueError as exc:
+        raise BadArgument(f"--allow-host: {exc}") from None
+    limits = replace(DEFAULT_LIMITS, ca_file=args.ca_file, allow_host=policy)
 
     def warn(text: str) -> None:
         if not args.quiet:
@@ -100,15 +117,13 @@ async def _fetch(args: argparse.Namespace, bar: Bar) -> FetchResult:
     return await fetch_image(
         urls,
         args.output,
-        size=size,
-        checksum=checksum,
-        image_id=image_id,
-        direct_url=direct_url,
         sources=sources,
         sidecar_url=args.sidecar,
         report=not args.no_report,
+        limits=limits,
         on_progress=bar.update,
         on_warning=warn,
+        **known,
     )
 
 

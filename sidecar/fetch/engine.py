@@ -258,7 +258,7 @@ class Engine:
                     if want == 0:
                         return  # cut short (stolen), or the other copy finished
                     piece = chunk[:want]
-                    self.part.write(job.cursor, piece)
+                    self.part.write(job.cursor, piece, segments.already_written(job, len(piece)))
                     segments.wrote(job, len(piece))
                     source.add(len(piece), time.monotonic())
                     chunk = chunk[len(piece) :]

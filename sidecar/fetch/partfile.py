@@ -32,6 +32,10 @@ class IntegrityError(Exception):
     """The bytes written are not the image (size or checksum mismatch)."""
 
 
+class Mismatch(IntegrityError):
+    """Two locations gave different bytes for the same offsets."""
+
+
 class NoSpace(Exception):
     """The target file system cannot hold the image."""
 
@@ -66,6 +70,8 @@ class PartFile:
         self._digest: _Hash | None = None
         """The checksum of bytes ``[0, _hashed)`` as written (``None``: hash at the end)."""
         self._hashed = 0
+        self.mismatch: str | None = None
+        """Why the bytes of two locations were found to differ (``None``: they never were)."""
 
     def open(self, size: int, checksum: Checksum | None) -> list[tuple[int, int]]:
         """Create (or resume) the part file sized ``size``; the ranges already written."""
@@ -108,18 +114,38 @@ class PartFile:
         if free < size:
             raise NoSpace(f"{parent} has {free} bytes free, the image needs {size}")
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview, compare: int = 0) -> None:
+        """Write ``data`` at ``offset``; its first ``compare`` bytes are already there
+        (another location's copy) and are compared instead: :class:`Mismatch`."""
         assert self._fd is not None
-        view, at = memoryview(data), offset
+        whole = memoryview(data)
+        view, at = whole, offset
+        if compare:
+            if os.pread(self._fd, compare, offset) != view[:compare]:
+                self.mismatch = f"two locations gave different bytes at offset {offset}"
+                raise Mismatch(self.mismatch)
+            view, at = view[compare:], offset + compare
         while view:
             written = os.pwrite(self._fd, view, at)
             view, at = view[written:], at + written
-        if self._digest is not None and offset <= self._hashed:
-            if offset == self._hashed:
-                self._digest.update(data)
-                self._hashed += len(data)
-            else:
-                self._digest = None  # rewritten below what was hashed: hash it all at the end
+        self._hash(offset, whole, offset + compare)
+
+    def _hash(self, offset: int, data: memoryview, written_from: int) -> None:
+        """``data`` now stands at ``offset``, written from ``written_from`` on (the bytes
+        before it were compared equal): extend the running checksum, or drop it when
+        bytes already hashed were written again."""
+        end = offset + len(data)
+        if self._digest is None:
+            return
+        if written_from < min(self._hashed, end):
+            self._digest = None  # rewritten below what was hashed: hash it all at the end
+        elif offset <= self._hashed < end:
+            self._digest.update(data[self._hashed - offset :])
+            self._hashed = end
+
+    def read(self, offset: int, count: int) -> bytes:
+        assert self._fd is not None
+        return os.pread(self._fd, count, offset)
 
     def save_state(self, done: list[tuple[int, int]]) -> None:
         """Record what is written, for a rerun (after an interrupt or a failure)."""

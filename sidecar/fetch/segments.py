@@ -27,15 +27,23 @@ from dataclasses import dataclass, field
 DUPLICATE_GAIN = 1.5
 
 
+#: The source of bytes a resumed ``.part`` already held (an earlier run's).
+EARLIER = -1
+
+
 @dataclass(eq=False)
 class Job:
-    """One source reading one segment from ``cursor`` on."""
+    """One source reading one segment from ``cursor`` on; it wrote ``[first, cursor)``."""
 
     segment: Segment
     source: int
     cursor: int
     duplicate: bool = False
     bytes: int = 0
+    first: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.first = self.cursor
 
 
 @dataclass(eq=False)
@@ -64,6 +72,8 @@ class Segments:
     segments: list[Segment] = field(default_factory=list)
     steals: int = 0
     duplicates: int = 0
+    pieces: list[tuple[int, int, int]] = field(default_factory=list)
+    """``(start, end, source)`` of every stretch a job wrote (``EARLIER``: resumed)."""
 
     @classmethod
     def of(
@@ -79,6 +89,7 @@ class Segments:
             if start > position:
                 made.segments.append(Segment(position, start, position))
             made.segments.append(Segment(start, end, end, done=True))
+            made.pieces.append((start, end, EARLIER))
             position = end
         if position < size:
             made.segments.append(Segment(position, size, position))
@@ -165,6 +176,29 @@ class Segments:
         segment = job.segment
         segment.pos = max(segment.pos, job.cursor)
 
+    def already_written(self, job: Job, count: int) -> int:
+        """How many of the next ``count`` bytes at ``job.cursor`` the other copy of its
+        segment (end-game duplication) already wrote: those are compared, not written."""
+        segment = job.segment
+        other = segment.dup if job is segment.owner else segment.owner
+        if other is None or not other.first <= job.cursor < other.cursor:
+            return 0
+        return min(count, other.cursor - job.cursor)
+
+    def seams(self) -> list[tuple[int, int, int]]:
+        """``(offset, left source, right source)`` wherever bytes written by one source
+        meet bytes written by another (overlaps were compared as they were written)."""
+        covered, seams = 0, []
+        last: int | None = None
+        jobs = [(j.first, j.cursor, j.source) for j in self.in_flight()]
+        for start, end, source in sorted([*self.pieces, *jobs]):
+            if end <= covered:
+                continue
+            if last is not None and source != last:
+                seams.append((max(start, covered), last, source))
+            covered, last = end, source
+        return seams
+
     def wanted(self, job: Job) -> int:
         """How many more bytes this job should write (0: stop reading)."""
         segment = job.segment
@@ -189,6 +223,7 @@ class Segments:
     def finish(self, job: Job) -> Job | None:
         """``job`` wrote its segment to the end; the other copy to cancel, if any."""
         segment = job.segment
+        self._keep(job)
         other = segment.dup if job is segment.owner else segment.owner
         segment.done, segment.pos = True, segment.end
         segment.owner = segment.dup = None
@@ -197,6 +232,7 @@ class Segments:
     def release(self, job: Job) -> None:
         """``job`` stopped before the end (error, switch, cancel): its bytes stay written."""
         segment = job.segment
+        self._keep(job)
         if segment.done:
             return
         if job is segment.owner:
@@ -205,3 +241,7 @@ class Segments:
                 segment.owner.duplicate = False
         elif job is segment.dup:
             segment.dup = None
+
+    def _keep(self, job: Job) -> None:
+        if job.cursor > job.first:
+            self.pieces.append((job.first, job.cursor, job.source))

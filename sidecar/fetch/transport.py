@@ -1,11 +1,11 @@
 """Ranged reads from one location: http(s), s3, swift and file.
 
-Signing and auth are the probes' (``probes.http.split_userinfo`` for basic auth,
-``probes.s3.signed_headers`` for SigV4, ``probes.swift``'s v1/Keystone v3 auth and
-its :class:`~probes.swift.TokenCache`): this module only keeps one connection per
-location open for the whole fetch (httpcore, keep-alive, ``max_connections=1``;
-plain http over ``sidecar.fetch.netio``'s asyncio backend)
-and checks that an answer really is the range asked for. A server that ignores
+Signing and auth are the probes' (``probes.urls.split_userinfo`` for basic auth,
+``probes.s3.signed_headers`` for SigV4, ``probes.swift.authenticate`` for Swift v1 and
+Keystone v3, with the :class:`~probes.target.TokenCache`): this module only keeps one
+connection per location open for the whole fetch (``sidecar.fetch.netio``: HTTP/1.1
+keep-alive, large reads), follows redirects through the probes' gate, and checks
+that an answer really is the range asked for. A server that ignores
 Range (200) is usable only from offset 0; a wrong ``Content-Range``, a total that
 disagrees with the image size or a short body is an error, never data.
 """
@@ -16,18 +16,18 @@ import asyncio
 import base64
 import os
 import re
-import ssl
 import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpcore
 
 from probes import s3, swift
-from probes.fetch import BadHeader, encode_headers, ssl_context
+from probes.fetch import BadHeader, encode_headers
 from probes.gate import Gate, NotAllowed
+from probes.http import REDIRECTS
 from probes.target import (
     Credentials,
     ProbeLimits,
@@ -37,12 +37,13 @@ from probes.target import (
     Token,
     TokenCache,
 )
-from probes.urls import split_userinfo
-from sidecar.fetch.netio import AsyncioBackend
+from probes.urls import origin_of, split_userinfo, strip_netloc_userinfo
+from sidecar.fetch.netio import Connection, HttpError, Response
 from strategies.backends import scheme_of
 from strategies.failures import ErrorClass, error_class_for_status
 
 CHUNK = 256 * 1024
+Chunk = bytes | memoryview
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 USER_AGENT = "location-sidecar-fetch"
 
@@ -64,7 +65,9 @@ class Body:
     """The object's size as the server says it, when it says."""
     whole: bool
     """The server ignored Range (HTTP 200): the body is the object from 0."""
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncIterator[Chunk]
+    """Each chunk is valid until the next one is asked for (a view of a reused
+    buffer): write it out, do not keep it."""
 
 
 class Transport(typing.Protocol):
@@ -115,37 +118,44 @@ def check_answer(
     raise TransportError("server", f"unexpected HTTP {status}")
 
 
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
-
-
-def _transport_error(exc: Exception) -> TransportError:
-    if isinstance(exc, httpcore.TimeoutException):
+def _transport_error(exc: HttpError) -> TransportError:
+    if exc.timeout:
         return TransportError("local", "timed out")
-    if isinstance(exc, httpcore.ConnectError):
-        return TransportError("local", f"connect: {exc or type(exc).__name__}")
-    return TransportError("server", f"connection broken: {exc or type(exc).__name__}")
+    if exc.connect:
+        return TransportError("local", str(exc))
+    return TransportError("server", str(exc))
+
+
+#: The only headers sent to an origin other than the location's own (a redirect):
+#: never a credential (Authorization, X-Auth-Token, a SigV4 signature).
+_PUBLIC_HEADERS = frozenset({"user-agent", "range"})
 
 
 class HttpTransport:
-    """http(s), and the base of s3 and swift: one keep-alive connection, ranged GETs."""
+    """http(s), and the base of s3 and swift: one keep-alive connection, ranged GETs.
+
+    Redirects (301, 302, 303, 307, 308) are followed up to ``limits.max_redirects``
+    hops, each target through the location's :class:`~probes.gate.Gate` (its own
+    host, or what ``ProbeLimits.allow_host`` allows) before any connection to it.
+    Credentials go only to the location's own origin (scheme, host, port); a
+    redirect from https to http is refused; a redirect's userinfo is dropped; no
+    message names a redirect target other than by its host.
+    """
 
     def __init__(
-        self, url: str, limits: ProbeLimits, size: int | None, secrets: tuple[str, ...] = ()
+        self,
+        url: str,
+        limits: ProbeLimits,
+        size: int | None,
+        secrets: tuple[str, ...] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.url = url
         self.limits = limits
         self.size = size
         self.secrets = secrets
-        context: ssl.SSLContext | None = (
-            ssl_context(limits) if url.lower().startswith("https:") else None
-        )
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=1,
-            retries=0,
-            network_backend=None if context else AsyncioBackend(),
-        )
+        self.gate = gate or Gate.of(ProbeTarget(url=url), limits)
+        self.connection = Connection(self.gate, limits)
 
     async def headers(self, range_value: str) -> tuple[str, dict[str, str]]:
         """The URL and headers of one ranged GET (signed, authenticated)."""
@@ -157,43 +167,82 @@ class HttpTransport:
 
     @asynccontextmanager
     async def open(self, start: int, end: int | None) -> AsyncIterator[Body]:
-        limits = self.limits
-        timeouts = {"connect": limits.connect_timeout, "read": limits.timeout, "pool": None}
         for attempt in (1, 2):
             url, headers = await self.headers(_range_value(start, end))
             try:
-                raw = encode_headers(headers)  # names the header, never the value
-            except BadHeader as exc:
-                raise TransportError("local", str(exc)) from None
-            try:
-                async with self._pool.stream(
-                    "GET", url, headers=raw, extensions={"timeout": timeouts}
-                ) as response:
+                async with self._answer(url, headers) as response:
                     if attempt == 1 and await self._status_hook(response.status):
                         continue
                     total, whole = check_answer(
-                        response.status, _headers(response.headers), start, end, self.size
+                        response.status, response.headers, start, end, self.size
                     )
-                    stream = typing.cast(typing.AsyncIterable[bytes], response.stream)
-                    yield Body(start, total, whole, _guarded(stream))
+                    yield Body(start, total, whole, _guarded(response.body))
                     return
-            except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as e:
-                raise _transport_error(e) from None
-            except httpcore.UnsupportedProtocol as e:
-                raise TransportError("local", f"unsupported protocol: {e}") from None
-            except (ssl.SSLError, OSError) as e:
-                raise TransportError("local", f"{type(e).__name__}: {e}") from None
+            except HttpError as exc:
+                raise _transport_error(exc) from None
+            except NotAllowed as exc:
+                raise TransportError("local", str(exc)) from None
         raise TransportError("auth", "refused twice")
 
+    @asynccontextmanager
+    async def _answer(self, url: str, headers: dict[str, str]) -> AsyncIterator[Response]:
+        """The answer to ``GET url``, redirects followed."""
+        try:
+            raw = encode_headers(headers)  # names the header, never the value
+            public = encode_headers(
+                {k: v for k, v in headers.items() if k.lower() in _PUBLIC_HEADERS}
+            )
+        except BadHeader as exc:
+            raise TransportError("local", str(exc)) from None
+        own, current, seen = origin_of(url), url, {url}
+        for hop in range(self.limits.max_redirects + 1):
+            origin = origin_of(current)
+            sent = raw if origin.same_as(own) else public
+            async with self.connection.get(origin, _target(current), sent) as response:
+                location = response.headers.get("location")
+                if response.status not in REDIRECTS or not location:
+                    yield response
+                    return
+                if hop == self.limits.max_redirects:
+                    break
+                current = self._hop(current, location)
+                if current in seen:
+                    raise TransportError("server", "redirect loop")
+                seen.add(current)
+        raise TransportError("server", f"more than {self.limits.max_redirects} redirects")
+
+    def _hop(self, current: str, location: str) -> str:
+        """Where a redirect leads, when it may be followed (else :class:`TransportError`)."""
+        following = urlsplit(urljoin(current, location.strip()))
+        scheme = following.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise TransportError("server", f"redirect to a {scheme or 'relative'} URL not followed")
+        if scheme == "http" and urlsplit(current).scheme.lower() == "https":
+            raise TransportError("server", "redirect from https to http refused")
+        url = strip_netloc_userinfo(following.geturl())
+        try:
+            self.gate.check_url(url, "redirect to another host")
+        except NotAllowed as exc:
+            raise TransportError("local", str(exc)) from None
+        return url
+
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        self.connection.close()
 
 
-async def _guarded(stream: typing.AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+def _target(url: str) -> str:
+    """The request target: path and query, anything outside what a URL may hold
+    (a space, non-ASCII, a control character) percent-encoded, never sent raw."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return quote(target, safe="/?&=:;@!$'()*+,~%-._")
+
+
+async def _guarded(chunks: AsyncIterator[memoryview]) -> AsyncIterator[memoryview]:
     try:
-        async for chunk in stream:
+        async for chunk in chunks:
             yield chunk
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
+    except HttpError as exc:
         raise _transport_error(exc) from None
 
 
@@ -242,44 +291,36 @@ class SwiftTransport(HttpTransport):
         tokens: TokenCache,
     ) -> None:
         self.location = swift.parse(url)
-        secrets: tuple[str, ...] = ()
-        loc = self.location
-        if loc.user and loc.key:
-            self.creds = SwiftCredentials(
-                user=loc.user,
-                key=loc.key,
-                auth_version=configured.auth_version if configured else None,
-            )
-            self.auth_url, self.storage_url = loc.base_url, None
-        elif configured is not None and configured.auth_url:
-            self.creds, self.auth_url = configured, configured.auth_url
-            self.storage_url = loc.base_url
-        else:
-            raise TransportError("auth", "swift location carries no credentials")
-        secrets = self.creds.secrets()
-        self.version = swift.auth_version(self.creds, self.auth_url)
-        if self.version not in ("1", "3"):
-            raise TransportError("auth", f"Swift auth version {self.version} is not supported")
+        try:
+            plan = swift.auth_plan(self.location, configured)
+        except swift.AuthFailed as failed:
+            raise TransportError(failed.error_class, str(failed)) from None
+        self.creds, self.auth_url, self.storage_url, self.version = plan
         self.tokens = tokens
         self.key = TokenCache.key_of(self.creds, self.auth_url, self.version)
         # the probes' rule: auth and storage hosts of the location (or its configured
         # auth_url); a storage URL an auth reply names on another host is refused
-        self.gate = Gate.of(ProbeTarget(url=url, credentials=configured), limits)
-        super().__init__(loc.base_url, limits, size, secrets)
+        gate = Gate.of(ProbeTarget(url=url, credentials=configured), limits)
+        super().__init__(self.location.base_url, limits, size, self.creds.secrets(), gate)
 
     async def _token(self) -> Token:
         token = self.tokens.get(self.key)
         if token is None:
             self.tokens.auth_requests += 1
-            authenticate = swift._auth_v3 if self.version == "3" else swift._auth_v1
             try:
-                token = await authenticate(self.creds, self.auth_url, self.limits, self.gate)
+                token = await swift.authenticate(
+                    self.creds, self.auth_url, self.version, self.limits, self.gate
+                )
             except swift.AuthFailed as failed:
                 raise TransportError(failed.error_class, str(failed)) from None
             except NotAllowed as exc:
                 raise TransportError("local", str(exc)) from None
-            except (httpcore.NetworkError, httpcore.TimeoutException) as exc:
-                raise _transport_error(exc) from None
+            except BadHeader as exc:
+                raise TransportError("local", str(exc)) from None
+            except httpcore.TimeoutException:
+                raise TransportError("local", "Swift auth timed out") from None
+            except httpcore.NetworkError as exc:
+                raise TransportError("local", f"Swift auth: {type(exc).__name__}") from None
             self.tokens.put(self.key, token)
         return token
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from sidecar.fetch import FetchFailed, fetch_glance_image, fetch_image_sync
+from sidecar.fetch.api import DEFAULT_LIMITS
 from tests.fetch.support import MIB, dead_sidecar, fetch_cli, sha256
 from tests.support.fixtures import S3_BUCKET, pattern
 from tests.support.http_server import RangeServer
+from tests.support.keystone_stub import KeystoneStub
 from tests.support.s3_server import S3Server
 from tests.support.swift_cluster import SwiftCluster
 
@@ -50,6 +53,25 @@ def test_swift_v1_auth_then_ranged_reads(swift_cluster: SwiftCluster, tmp_path: 
     )
     assert (tmp_path / "img").read_bytes() == BIG
     assert result.size == 1 << 20
+
+
+def test_swift_keystone_v3_through_the_public_probes_auth(
+    swift_cluster: SwiftCluster, tmp_path: Path
+) -> None:
+    password = "ks-fetch-5a6b7c"
+    # the catalog names the Swift proxy's host: a connection the policy must allow
+    limits = dataclasses.replace(DEFAULT_LIMITS, allow_host=lambda h: h == swift_cluster.host)
+    with KeystoneStub(swift_cluster, password=password) as keystone:
+        host = keystone.auth_url.removeprefix("http://")
+        url = f"swift+http://demo%3Aglance:{password}@{host}/glance/big"
+        result = fetch_image_sync(
+            [url], tmp_path / "img", checksum=sha256(BIG), sidecar_url=dead_sidecar(), limits=limits
+        )
+        assert (tmp_path / "img").read_bytes() == BIG and keystone.token_requests == 1
+        assert password not in json.dumps(result.summary())
+        with pytest.raises(FetchFailed) as refused:  # without the policy: not followed
+            fetch_image_sync([url], tmp_path / "other", size=1 << 20, sidecar_url=dead_sidecar())
+        assert "storage URL on another host" in str(refused.value)
 
 
 def test_files_and_http_together(http_servers: Servers, tmp_path: Path) -> None:

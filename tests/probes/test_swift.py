@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
+
 from probes import ProbeLimits, Reason, SwiftCredentials, TokenCache, probe_url
+from probes.gate import Gate
 from probes.report import to_json, to_table
-from probes.swift import parse
-from probes.target import Token
+from probes.swift import AuthFailed, auth_plan, authenticate, parse
+from probes.target import ProbeTarget, Token
 from tests.support.keystone_stub import KeystoneStub
 from tests.support.swift_cluster import SwiftCluster
 
@@ -126,3 +129,33 @@ def test_keystone_catalog_naming_another_host_is_not_followed(swift_cluster: Swi
         assert asyncio.run(probe_url(url, allowed)).ok
         swift_cluster.wait_for_log(needle, count=before + 1)
         assert sum(needle in line for line in swift_cluster.access_log()) == before + 1
+
+
+def test_public_authenticate_v1_and_keystone_v3(swift_cluster: SwiftCluster) -> None:
+    """``probes.swift.auth_plan`` + ``authenticate``: what the fetch transport uses."""
+    location = parse(swift_cluster.location("glance", "big"))
+    creds, auth_url, storage_url, version = auth_plan(location, None)
+    assert (auth_url, storage_url, version) == (swift_cluster.auth_url, None, "1")
+    gate = Gate.of(ProbeTarget(url=swift_cluster.auth_url), LIMITS)
+    token = asyncio.run(authenticate(creds, auth_url, version, LIMITS, gate))
+    assert token.token and token.storage_url and swift_cluster.host in token.storage_url
+    with pytest.raises(AuthFailed) as refused:
+        asyncio.run(authenticate(replace(creds, key="wrong-key"), auth_url, "1", LIMITS, gate))
+    assert refused.value.error_class == "auth" and "wrong-key" not in str(refused.value)
+
+    password = "ks-pass-7e8f9a"
+    with KeystoneStub(swift_cluster, password=password) as keystone:
+        creds = SwiftCredentials(user="demo:glance", key=password, auth_url=keystone.auth_url)
+        multi = parse(
+            f"swift+http://{swift_cluster.host}:{swift_cluster.ports['proxy']}/glance/big"
+        )
+        creds, auth_url, storage_url, version = auth_plan(multi, creds)
+        assert (auth_url, version) == (keystone.auth_url, "3") and storage_url is not None
+        keystone_gate = Gate.of(ProbeTarget(url=keystone.auth_url), LIMITS)
+        token = asyncio.run(authenticate(creds, auth_url, version, LIMITS, keystone_gate))
+        assert token.token and keystone.token_requests == 1
+
+    with pytest.raises(AuthFailed, match="no credentials"):
+        auth_plan(multi, None)
+    with pytest.raises(AuthFailed, match="version 2"):
+        auth_plan(location, SwiftCredentials(user="a:b", key="k", auth_version="2"))  # type: ignore[arg-type]

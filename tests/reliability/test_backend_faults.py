@@ -81,7 +81,7 @@ def test_broken_backends_do_not_stall_the_loop_or_ranking(
             return done.is_set()
 
         wait_until(ranked, timeout=ROUNDS * (TIMEOUT + 2) + 10, interval=0.02, what="rounds")
-        views = {v.key: v for v in app.estimators.views(app.clock())}
+        views = {v.key: v for v in app.core.estimators.views(app.core.clock())}
         assert not app.dead_tasks()
 
     slowest = {name: max(d) for name, d in durations.items()}

@@ -53,7 +53,7 @@ def test_32_concurrent_clients_cannot_exceed_the_cap_and_a_new_backend_gets_in(
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
             statuses = [s for result in pool.map(flood, range(CLIENTS)) for s in result]
         assert set(statuses) == {200}
-        assert len(server.app.estimators.backends) == MAX_BACKENDS
+        assert len(server.app.core.estimators.backends) == MAX_BACKENDS
         listed = server.client.get("/v1/backends").json()["backends"]
         assert len(listed) == MAX_BACKENDS
         text = server.client.get("/metrics").text

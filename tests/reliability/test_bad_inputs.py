@@ -134,7 +134,7 @@ def test_bad_input_is_a_4xx_naming_the_problem(server: ThreadServer, case: Case)
 def send_raw(server: ThreadServer, head: bytes, chunks: Iterator[bytes]) -> tuple[int, Any]:
     """Send a request on a raw socket while reading the answer: the server may answer
     (and close) before the body is all sent, which is the point."""
-    host, port = server.app.config.server.host, server.app.config.server.port
+    host, port = server.app.core.config.server.host, server.app.core.config.server.port
     with socket.create_connection((host, port), timeout=20) as sock:
 
         def send() -> None:

@@ -67,7 +67,7 @@ class Watch:
         self.stop = threading.Event()
 
     def wrap(self, app: SidecarApp) -> None:
-        real = app.scheduler.prober
+        real = app.core.scheduler.prober
 
         async def timed(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
             loop = asyncio.get_running_loop()
@@ -76,7 +76,7 @@ class Watch:
             self.probes.append((result.backend, loop.time() - started, result.outcome))
             return result
 
-        app.scheduler.prober = timed
+        app.core.scheduler.prober = timed
 
     async def lag_meter(self, app: SidecarApp) -> None:
         loop = asyncio.get_running_loop()
@@ -330,7 +330,7 @@ def test_an_impossible_probe_measurement_is_not_stored_and_the_scheduler_goes_on
     good = servers["good"]
     probe = {"targets": [{"url": good.url("/probe-object")}], "latency_interval": "0.3s"}
     app = create_app(make_config(tmp_path, {"probe": probe}))
-    real = app.scheduler.prober
+    real = app.core.scheduler.prober
     calls = {"n": 0}
 
     async def lying(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
@@ -342,7 +342,7 @@ def test_an_impossible_probe_measurement_is_not_stored_and_the_scheduler_goes_on
             return replace(result, phases=phases)
         return result
 
-    app.scheduler.prober = lying
+    app.core.scheduler.prober = lying
     server = ThreadServer(app).start()
     try:
         c = server.client

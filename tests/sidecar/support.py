@@ -88,7 +88,7 @@ class ThreadServer:
 
     def __init__(self, app: SidecarApp) -> None:
         self.app = app
-        config = app.config
+        config = app.core.config
         self.url = f"http://{config.server.listen}"
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -118,7 +118,7 @@ class ThreadServer:
 
     def history_rows(self) -> int:
         """Samples in the history file now."""
-        with closing(sqlite3.connect(self.app.config.history.path)) as conn:
+        with closing(sqlite3.connect(self.app.core.config.history.path)) as conn:
             return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
 
 

@@ -208,6 +208,38 @@ def test_everything_failing_at_once_ejects_nobody() -> None:
     assert e.stats(T0 + 5)[A].ejected(T0 + 5)
 
 
+def test_network_suspect_follows_the_clock_between_samples() -> None:
+    """Worked out once per sample, the answer still changes when an active backend
+    goes quiet (its newest sample passes max_age) and when the clock steps back."""
+    C = "https://c.example:443"
+    e = est(eject_after=1, eject_base=600.0)
+    e.record(ok(T0 - 800, C))  # active until T0 + 100
+    e.record(fail(T0, A, "local"))
+    e.record(fail(T0, B, "server"))
+    assert not e.network_suspect(T0 + 50)  # C answered within max_age
+    assert not e.network_suspect(T0 + 99.9)
+    assert e.network_suspect(T0 + 100.5)  # C is quiet now: every active backend fails
+    assert e.backends[A].ejected_until is not None  # ejected, but not reported so
+    assert not e.stats(T0 + 100.5)[A].ejected(T0 + 100.5)
+    assert not e.network_suspect(T0 + 50)  # the clock stepped back
+    assert e.stats(T0 + 50)[A].ejected(T0 + 50)
+    e.record(ok(T0 + 101, A))  # a new sample: worked out again
+    assert not e.network_suspect(T0 + 101)
+
+
+def test_statistics_are_the_same_object_while_their_values_are() -> None:
+    e = est()
+    e.record(ok(T0))
+    first = e.stats(T0 + 1)[A]
+    assert e.stats(T0 + 2, {A, B})[A] is first  # what it worked out (problem()) is kept
+    assert e.stats(T0 + 2, {B}) == {}
+    e.record(ok(T0 + 3, fb=0.2))
+    second = e.stats(T0 + 4)[A]
+    assert second is not first and second.latency_seconds != first.latency_seconds
+    e.backends[A].latency.value = math.nan  # a value changed in place: new statistics
+    assert e.stats(T0 + 4)[A].problem() == "latency_seconds nan"
+
+
 def test_replay_rebuilds_the_same_state() -> None:
     samples = [ok(T0, A), ok(T0 + 10, B, fb=0.3), fail(T0 + 20, A), ok(T0 + 30, A, fb=0.5)]
     samples += [fail(T0 + 40 + i, B) for i in range(3)]

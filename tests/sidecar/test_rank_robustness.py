@@ -26,7 +26,7 @@ def test_non_finite_estimates_never_break_or_lead_the_ranking(tmp_path: Path) ->
             }
             assert c.post("/v1/observations", json=body).status_code == 200
         # What a poisoned history replay could leave behind (issue 14, point 1).
-        state = server.app.estimators.backends["http://127.0.0.2:8080"]
+        state = server.app.core.estimators.backends["http://127.0.0.2:8080"]
         for latency, throughput in ((0.0, math.inf), (math.nan, math.nan), (-1.0, 1e9)):
             state.latency.value, state.throughput.value = latency, throughput
             locations = [{"url": u, "metadata": {}} for u in (POISONED, HONEST)]

@@ -262,9 +262,9 @@ def test_the_probe_scheduler_is_off_without_targets_or_learn_from(tmp_path: Path
 
 def test_probe_section_is_typed_when_served(tmp_path: Path) -> None:
     app = create_app(make_config(tmp_path, {"probe": {"learn_from": ["*.Example.org"]}}))
-    assert app.scheduler.config.learn_from == ("*.example.org",)
-    assert app.scheduler.allow_host("swift.example.org")
-    assert not app.scheduler.allow_host("evil.example.com")
+    assert app.core.scheduler.config.learn_from == ("*.example.org",)
+    assert app.core.scheduler.allow_host("swift.example.org")
+    assert not app.core.scheduler.allow_host("evil.example.com")
 
 
 def test_file_locations_are_probed_only_under_file_roots(tmp_path: Path) -> None:

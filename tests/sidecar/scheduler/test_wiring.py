@@ -25,23 +25,23 @@ def test_only_real_downloads_that_measured_a_throughput_hold_back_throughput_pro
 ) -> None:
     clock = FakeClock()
     app = create_app(make_config(tmp_path, {"probe": {"learn_from": ["*"]}}), clock=clock)
-    estimates = app.scheduler.estimates
-    app.estimators.record(sample(clock, "probe", "throughput", 8 << 20))
+    estimates = app.core.scheduler.estimates
+    app.core.estimators.record(sample(clock, "probe", "throughput", 8 << 20))
     assert estimates.report_throughput_at(KEY) is None
-    app.estimators.record(sample(clock, "report", "download", 1024))  # too small: latency only
+    app.core.estimators.record(sample(clock, "report", "download", 1024))  # too small: latency only
     assert estimates.report_throughput_at(KEY) is None
     clock.advance(5)
-    app.estimators.record(sample(clock, "report", "download", 64 << 20))
+    app.core.estimators.record(sample(clock, "report", "download", 64 << 20))
     assert estimates.report_throughput_at(KEY) == clock()
     assert estimates.known(KEY, clock()) == (True, True)
-    clock.advance(app.config.strategy.metrics.max_age + 1)
+    clock.advance(app.core.config.strategy.metrics.max_age + 1)
     assert estimates.known(KEY, clock()) == (False, True)
     assert estimates.known("https://other.example.org:443", clock()) == (False, False)
 
 
 def test_measurability_by_backend_key(tmp_path: Path) -> None:
     config = make_config(tmp_path, {"metrics_location_strategy": {"local_ceph_fsid": FSID}})
-    scheduler = create_app(config).scheduler
+    scheduler = create_app(config).core.scheduler
     assert scheduler.measurability(KEY).measurable
     assert scheduler.measurability("file:///var/lib/glance/images").measurable
     for key in ("cinder://default", "vsphere://vc", "swift+config://ref", "rbd://default"):
