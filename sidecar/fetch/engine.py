@@ -143,11 +143,12 @@ class Engine:
     # -- the monitor -------------------------------------------------------------------
     def _watch(self, now: float) -> None:
         for source in list(self.active):
-            if source.busy_since is None:
+            job = source.job
+            if job is None:
                 continue
             expected = source.location.expected_rate
             self.observer.tick(source.index, source.shown, now, source.bytes, expected)
-            if now - source.last_byte_at > STALL_SECONDS:
+            if now - job.last_byte_at > STALL_SECONDS:
                 self._fail_jobs(source, TransportError("server", "stalled mid-body"))
                 continue
             self._maybe_switch(source, now)

@@ -24,6 +24,19 @@ State = Literal["standby", "active", "failed"]
 MIN_SPAN = 0.3
 
 
+@dataclass
+class JobMeter:
+    """The clock and byte counts of one job (one ranged request) in flight."""
+
+    started: float
+    last_byte_at: float
+    """When a byte last came (the stall check)."""
+    samples: deque[tuple[float, int]]
+    """(time, the source's bytes so far), from the first byte on: the rate windows."""
+    first_byte_at: float | None = None
+    """When the answer's headers came (``None``: not yet)."""
+
+
 @dataclass(eq=False)
 class Source:
     index: int
@@ -38,16 +51,15 @@ class Source:
     measured: float | None = None
     """The rate of its last busy window in this fetch (bytes/s)."""
     peak: float | None = None
-    busy_since: float | None = None
-    transfer_since: float | None = None
-    """When the current job's first byte came (``None``: not yet, or no job)."""
-    last_byte_at: float = 0.0
+    """The best rate seen from it in this fetch: the guess for a standby never measured."""
+    job: JobMeter | None = None
+    """The job in flight (``None``: idle)."""
     slow_since: float | None = None
+    """Since when it has been too slow to keep (the switching rule's hold)."""
     runs: list[nova.Attempt] = field(default_factory=list)
     _run_bytes: int = 0
     _run_busy: float = 0.0
     _run_first_byte: float | None = None
-    _samples: deque[tuple[float, int]] = field(default_factory=deque)
 
     @property
     def shown(self) -> str:
@@ -73,7 +85,7 @@ class Source:
 
     def end_run(self, error: ErrorClass | None = None) -> None:
         """Close the current run; it becomes an observation (if anything happened)."""
-        if self.busy_since is not None:
+        if self.job is not None:
             self.job_ended(time.monotonic())
         if self._run_busy > 0 or error is not None:
             self.runs.append(
@@ -90,45 +102,46 @@ class Source:
 
     # -- jobs and bytes ----------------------------------------------------------------
     def job_started(self, now: float) -> None:
-        self.busy_since = now
-        self.transfer_since = None
-        self.last_byte_at = now
-        self._samples.clear()
-        self._samples.append((now, self.bytes))
+        self.job = JobMeter(started=now, last_byte_at=now, samples=deque([(now, self.bytes)]))
 
     def first_byte(self, seconds: float, now: float) -> None:
         """The answer's headers are in: rates count from here (the wait for the first
         byte is spent whatever happens next, so it says nothing about the rest)."""
         if self._run_first_byte is None:
             self._run_first_byte = seconds
-        self.transfer_since = now
-        self._samples.clear()
-        self._samples.append((now, self.bytes))
+        if self.job is not None:
+            self.job.first_byte_at = now
+            self.job.samples = deque([(now, self.bytes)])
 
     def job_ended(self, now: float) -> None:
-        if self.busy_since is None:
+        if self.job is None:
             return
         rate = self.rate(now, window=float("inf"))
         if rate is not None:
             self.measured = rate
-        self._run_busy += now - self.busy_since
-        self.busy_since = self.transfer_since = None
+        self._run_busy += now - self.job.started
+        self.job = None
 
     def add(self, count: int, now: float) -> None:
         self.bytes += count
         self._run_bytes += count
-        self.last_byte_at = now
-        self._samples.append((now, self.bytes))
-        while len(self._samples) > 2 and self._samples[1][0] < now - 5.0:
-            self._samples.popleft()
+        job = self.job
+        if job is None:
+            return
+        job.last_byte_at = now
+        samples = job.samples
+        samples.append((now, self.bytes))
+        while len(samples) > 2 and samples[1][0] < now - 5.0:
+            samples.popleft()
 
     def window(self, now: float, span: float) -> tuple[int, float] | None:
         """Bytes and seconds over the last ``span`` seconds (at least) of the current job's
         transfer, from its first byte on (``None``: no first byte yet)."""
-        if self.transfer_since is None or not self._samples:
+        job = self.job
+        if job is None or job.first_byte_at is None or not job.samples:
             return None
-        base = self._samples[0]
-        for sample in self._samples:
+        base = job.samples[0]
+        for sample in job.samples:
             if sample[0] <= now - span:
                 base = sample
             else:
