@@ -125,7 +125,12 @@ def create_app(
     if config.fleet.enabled:
         supervisor.add("fleet", core.fleet.run)
     install_guards(  # sidecar/guards.py: Host check, body limits, request timing
-        app, config, core.metrics.registry, supervisor.add, core.metrics.http_duration
+        app,
+        config,
+        core.metrics.registry,
+        supervisor.add,
+        core.metrics.http_duration,
+        hot={hot.path: hot.app},
     )
     if config.server.auth_token:  # added last: outermost, before any body is read
         app.add_middleware(

@@ -17,7 +17,11 @@ request that cannot carry a body gets no wrapped ``receive`` or ``send``):
   ``503`` and its connection is closed (:class:`BodyBudget`);
 
 and times every request it lets through the ``Host`` check for the duration
-histogram. :func:`install_guards` adds it, the event-loop lag monitor and the
+histogram. A ``POST`` to a *hot* path (``/v1/rank``) goes from here straight to
+its endpoint, past the routing layers below (exception handlers, router): they
+cost about a quarter of a rank request. An endpoint that raises before answering
+is run again through them on the same body, so an error is answered exactly as
+the app's handlers answer it. :func:`install_guards` adds it, the event-loop lag monitor and the
 connection metrics to an app; the connection limits themselves live in the
 uvicorn protocol (:mod:`sidecar.connections`), set up by :mod:`sidecar.serve`.
 """
@@ -156,9 +160,16 @@ class GuardMiddleware:
     (see the module docstring); non-HTTP scopes pass untouched."""
 
     def __init__(
-        self, app: ASGIApp, policy: HostPolicy, budget: BodyBudget, duration: Histogram
+        self,
+        app: ASGIApp,
+        policy: HostPolicy,
+        budget: BodyBudget,
+        duration: Histogram,
+        hot: dict[str, ASGIApp] | None = None,
     ) -> None:
         self.app = app
+        self.hot = hot or {}
+        """``POST`` endpoints by exact path, called directly (see the module docstring)."""
         self.hosts = KnownHosts(policy)
         self.budget = budget
         self.duration = duration
@@ -195,7 +206,9 @@ class GuardMiddleware:
                     await _too_large(send)
                     return
                 scope[BODY] = body
-                await self.app(scope, _replay(body, receive), send)
+                hot = self.hot.get(scope["path"]) if scope["method"] == "POST" else None
+                if hot is None or not await _answered(hot, scope, receive, send):
+                    await self.app(scope, _replay(body, receive), send)
             elif framed:  # a body the route may read: counted as it is
                 taken = await self._counted(scope, receive, send)
             else:  # no body can come: nothing to count
@@ -271,6 +284,25 @@ def _handler(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+async def _answered(endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Run a hot endpoint; ``False`` when it raised before answering (nothing sent)."""
+    started = False
+
+    async def watched(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    scope["endpoint"] = endpoint  # as the router sets it (the duration histogram's label)
+    try:
+        await endpoint(scope, receive, watched)
+    except Exception:
+        if started:
+            raise
+        return False
+    return True
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
@@ -314,10 +346,12 @@ def install_guards(
     registry: CollectorRegistry,
     add_task: Callable[[str, Callable[[], Awaitable[None]]], None],
     duration: Histogram,
+    hot: dict[str, ASGIApp] | None = None,
 ) -> Guards:
     """Add :class:`GuardMiddleware` (timing into ``duration``), the loop-lag monitor (a
     background task, through ``add_task``) and the connection metrics (in
-    ``registry``); call it before adding the bearer-token check (which goes outside)."""
+    ``registry``); call it before adding the bearer-token check (which goes outside).
+    ``hot``: the ``POST`` endpoints :class:`GuardMiddleware` calls directly, by path."""
     server = config.server
     guards = Guards(
         budget=BodyBudget(server.max_buffered_body),
@@ -331,7 +365,11 @@ def install_guards(
         lag=LoopLag(registry),
     )
     app.add_middleware(
-        GuardMiddleware, policy=HostPolicy.of(config), budget=guards.budget, duration=duration
+        GuardMiddleware,
+        policy=HostPolicy.of(config),
+        budget=guards.budget,
+        duration=duration,
+        hot=hot,
     )
     registry.register(ConnectionCollector(guards.connections))
     add_task("loop_lag", guards.lag.run)

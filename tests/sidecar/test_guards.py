@@ -113,3 +113,52 @@ def test_the_budget_counts_a_post_and_a_framed_get_alike() -> None:
     route = Route(read=False)  # a GET without Content-Length: no body can come
     guard, _ = guard_of(route, budget=0)
     assert call(guard, "GET", [], [], path="/healthz")[0]["status"] == 200
+
+
+class Hot:
+    """A hot endpoint: answers, raises before answering, or raises after starting."""
+
+    def __init__(self, fail: str | None) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        if self.fail == "before":
+            raise ValueError("a bad body")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if self.fail == "after":
+            raise ConnectionError("the client went away")
+        await send({"type": "http.response.body", "body": b"hot"})
+
+
+def test_a_hot_post_skips_the_app_and_its_errors_go_through_the_app() -> None:
+    headers = [(b"host", b"127.0.0.1:29292")]
+    duration = Histogram("d", "d", ["handler"], registry=CollectorRegistry())
+    policy = HostPolicy("127.0.0.1", 29292)
+    # answered by the hot endpoint: the app below never sees it, the request is timed
+    route, hot = Route(read=True), Hot(fail=None)
+    guard = GuardMiddleware(route, policy, BodyBudget(1 << 20), duration, hot={"/v1/rank": hot})
+    sent = call(guard, "POST", headers, [b'{"a": 1}'])
+    assert [m.get("body") for m in sent] == [None, b"hot"] and route.seen == []
+    assert counted(duration) == {"/v1/rank"}
+    # other paths and methods go to the app as before
+    assert call(guard, "POST", headers, [b"{}"], path="/v1/observations")[1]["body"] == b"ok"
+    assert call(guard, "GET", headers, [])[1]["body"] == b"ok"
+    assert hot.calls == 1
+    # raised before answering: the app answers the same body (its error handlers decide)
+    route, hot = Route(read=True), Hot(fail="before")
+    guard = GuardMiddleware(route, policy, BodyBudget(1 << 20), duration, hot={"/v1/rank": hot})
+    sent = call(guard, "POST", headers, [b'{"a":', b" 1}"])
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"ok"
+    assert hot.calls == 1 and route.seen == [(b'{"a": 1}', b'{"a": 1}')]
+    # raised once the answer had started: nothing is sent twice, the error goes up
+    route, hot = Route(read=True), Hot(fail="after")
+    guard = GuardMiddleware(route, policy, BodyBudget(1 << 20), duration, hot={"/v1/rank": hot})
+    try:
+        call(guard, "POST", headers, [b"{}"])
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the error after the answer started was swallowed")
+    assert route.seen == [] and guard.budget.used == 0

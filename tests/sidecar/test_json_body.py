@@ -1,7 +1,8 @@
 """``POST /v1/rank`` reads its body itself (``sidecar.json_body``): same answers as FastAPI.
 
-Two real daemons on loopback: the app as built, and the same app without its
-fast route, so the documented route (FastAPI's own body handling) answers.
+Two real daemons on loopback: the app as built (the guard calls the fast route
+directly), and the same app without its fast route, so the documented route
+(FastAPI's own body handling) answers.
 Every body, good or bad, must get the same status and the same JSON.
 """
 
@@ -16,6 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from sidecar.app import create_app
+from sidecar.guards import GuardMiddleware
 from tests.sidecar.support import ThreadServer, make_config
 
 GOOD = {
@@ -77,6 +79,10 @@ def servers(
     first = next(r for r in routes if isinstance(r, Route) and r.path == "/v1/rank")
     assert not isinstance(first, APIRoute)  # the fast route, answering first
     routes.remove(first)
+    for middleware in reference.user_middleware:  # nor the guard's direct call of it
+        if middleware.cls is GuardMiddleware:
+            assert middleware.kwargs["hot"] == {"/v1/rank": first.app}
+            middleware.kwargs["hot"] = {}
     started = [ThreadServer(fast).start(), ThreadServer(reference).start()]
     try:
         yield started[0], started[1]
