@@ -15,15 +15,12 @@ backend key.
 from __future__ import annotations
 
 import base64
-from urllib.parse import urljoin, urlsplit
 
 from probes import fetch
 from probes.common import Run, measure
 from probes.result import ProbeResult, Reason
 from probes.target import ProbeLimits, ProbeTarget
-from probes.urls import origin_of, range_header, split_userinfo, strip_netloc_userinfo
-
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
+from probes.urls import REDIRECTS, origin_of, range_header, redirect_target, split_userinfo
 
 
 async def probe(target: ProbeTarget, limits: ProbeLimits) -> ProbeResult:
@@ -60,14 +57,11 @@ async def _run(run: Run, url: str, user: str | None, password: str | None) -> No
         if hop == limits.max_redirects:
             run.fail("server", f"more than {limits.max_redirects} redirects")
             return
-        following = urlsplit(urljoin(url, location))
-        if following.scheme not in ("http", "https"):
-            run.not_measurable(
-                f"redirect to a {following.scheme or 'relative'} URL not followed",
-                Reason.NOT_ALLOWED,
-            )
+        try:
+            url = redirect_target(url, location)
+        except ValueError as exc:
+            run.not_measurable(str(exc), Reason.NOT_ALLOWED)
             return
-        url = strip_netloc_userinfo(following.geturl())
         run.gate.check_url(url, "redirect to another host")  # NotAllowed ends the probe
         if not origin_of(url).same_as(origin):
             headers.pop("Authorization", None)  # only ever for the URL's own origin

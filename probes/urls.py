@@ -8,7 +8,7 @@ blackbox_exporter's ``utils.go``). No probe kind imports another for these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -81,3 +81,17 @@ def strip_netloc_userinfo(url: str) -> str:
     rule (userinfo ends at the last ``@`` of the authority)."""
     parts = urlsplit(url)
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+"""Statuses whose ``Location`` is followed (by the probes and by ``location-sidecar fetch``)."""
+
+
+def redirect_target(current: str, location: str) -> str:
+    """The absolute http(s) URL a redirect from ``current`` leads to, userinfo dropped
+    (credentials never come from a server). Raises ``ValueError`` for any other scheme;
+    whether its host may be contacted is the caller's gate's question."""
+    following = urlsplit(urljoin(current, location.strip()))
+    if following.scheme not in ("http", "https"):
+        raise ValueError(f"redirect to a {following.scheme or 'relative'} URL not followed")
+    return strip_netloc_userinfo(following.geturl())

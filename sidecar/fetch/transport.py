@@ -20,14 +20,13 @@ import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpcore
 
 from probes import s3, swift
 from probes.fetch import BadHeader, encode_headers
 from probes.gate import Gate, NotAllowed
-from probes.http import REDIRECTS
 from probes.target import (
     Credentials,
     ProbeLimits,
@@ -37,7 +36,7 @@ from probes.target import (
     Token,
     TokenCache,
 )
-from probes.urls import origin_of, split_userinfo, strip_netloc_userinfo
+from probes.urls import REDIRECTS, origin_of, redirect_target, split_userinfo
 from sidecar.fetch.netio import Connection, HttpError, Response
 from strategies.backends import scheme_of
 from strategies.failures import ErrorClass, error_class_for_status
@@ -213,13 +212,12 @@ class HttpTransport:
 
     def _hop(self, current: str, location: str) -> str:
         """Where a redirect leads, when it may be followed (else :class:`TransportError`)."""
-        following = urlsplit(urljoin(current, location.strip()))
-        scheme = following.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise TransportError("server", f"redirect to a {scheme or 'relative'} URL not followed")
-        if scheme == "http" and urlsplit(current).scheme.lower() == "https":
+        try:
+            url = redirect_target(current, location)
+        except ValueError as exc:
+            raise TransportError("server", str(exc)) from None
+        if url.startswith("http:") and current.lower().startswith("https:"):
             raise TransportError("server", "redirect from https to http refused")
-        url = strip_netloc_userinfo(following.geturl())
         try:
             self.gate.check_url(url, "redirect to another host")
         except NotAllowed as exc:
