@@ -21,9 +21,10 @@ histogram. A ``POST`` to a *hot* path (``/v1/rank``) goes from here straight to
 its endpoint, past the routing layers below (exception handlers, router): they
 cost about a quarter of a rank request. An endpoint that raises before answering
 is run again through them on the same body, so an error is answered exactly as
-the app's handlers answer it. :func:`install_guards` adds it, the event-loop lag monitor and the
-connection metrics to an app; the connection limits themselves live in the
-uvicorn protocol (:mod:`sidecar.connections`), set up by :mod:`sidecar.serve`.
+the app's handlers answer it. :func:`install_guards` adds it, the event-loop lag
+monitor and the connection metrics to an app; the connection limits themselves
+live in the uvicorn protocol (:mod:`sidecar.connections`), set up by
+:mod:`sidecar.serve`.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class GuardMiddleware:
                     return
                 scope[BODY] = body
                 hot = self.hot.get(scope["path"]) if scope["method"] == "POST" else None
-                if hot is None or not await _answered(hot, scope, receive, send):
+                if hot is None or not await _answered(hot, scope, _replay(body, receive), send):
                     await self.app(scope, _replay(body, receive), send)
             elif framed:  # a body the route may read: counted as it is
                 taken = await self._counted(scope, receive, send)
@@ -250,7 +251,7 @@ class GuardMiddleware:
         taken. A chunk over the budget ends the request with ``503`` (when nothing was
         sent yet)."""
         taken = 0
-        started = False
+        tracked = _Tracked(send)
 
         async def counted() -> Message:
             nonlocal taken
@@ -262,15 +263,10 @@ class GuardMiddleware:
                 taken += size
             return message
 
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
             await self.app(scope, counted, tracked)
         except _OverBudget:
-            if not started:
+            if not tracked.started:
                 await _busy(send)
         return taken
 
@@ -284,20 +280,27 @@ def _handler(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+class _Tracked:
+    """A ``send`` that remembers whether the answer has started (after that, an error
+    can no longer be answered)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 async def _answered(endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
     """Run a hot endpoint; ``False`` when it raised before answering (nothing sent)."""
-    started = False
-
-    async def watched(message: Message) -> None:
-        nonlocal started
-        started = started or message["type"] == "http.response.start"
-        await send(message)
-
+    tracked = _Tracked(send)
     scope["endpoint"] = endpoint  # as the router sets it (the duration histogram's label)
     try:
-        await endpoint(scope, receive, watched)
+        await endpoint(scope, receive, tracked)
     except Exception:
-        if started:
+        if tracked.started:
             raise
         return False
     return True

@@ -121,9 +121,11 @@ class Hot:
     def __init__(self, fail: str | None) -> None:
         self.fail = fail
         self.calls = 0
+        self.body = b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.calls += 1
+        self.body = (await receive())["body"]  # the body the guard read, handed on
         if self.fail == "before":
             raise ValueError("a bad body")
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -141,6 +143,7 @@ def test_a_hot_post_skips_the_app_and_its_errors_go_through_the_app() -> None:
     guard = GuardMiddleware(route, policy, BodyBudget(1 << 20), duration, hot={"/v1/rank": hot})
     sent = call(guard, "POST", headers, [b'{"a": 1}'])
     assert [m.get("body") for m in sent] == [None, b"hot"] and route.seen == []
+    assert hot.body == b'{"a": 1}'
     assert counted(duration) == {"/v1/rank"}
     # other paths and methods go to the app as before
     assert call(guard, "POST", headers, [b"{}"], path="/v1/observations")[1]["body"] == b"ok"
