@@ -60,12 +60,9 @@ class _Wire:
         if self.streams is not None:
             return await self.streams.recv_into(view, timeout)
         assert self.sock is not None
-        try:
-            return self.sock.recv_into(view)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            raise HttpError(f"connection broken: {exc.strerror or exc}") from None
+        count = self.ready_now(view)  # what is waiting, without a trip through the loop
+        if count is not None:
+            return count
         try:
             async with asyncio.timeout(timeout):
                 return await self.loop.sock_recv_into(self.sock, view)
