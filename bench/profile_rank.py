@@ -117,8 +117,9 @@ async def main(n: int, rounds: int) -> None:
             locations = [{"url": loc.url, "metadata": loc.metadata} for loc in request.locations]
 
             def validate() -> RankRequest:  # as the fast route does
-                context = TEXT_CHECKED if plain_json(body) else None
-                return parse_body(RankRequest, body, "application/json", context)
+                plain = plain_json(body)
+                context = TEXT_CHECKED if plain else None
+                return parse_body(RankRequest, body, "application/json", context, plain=plain)
 
             def ranking() -> Any:  # SidecarCore.rank without a file:// location, synchronously
                 now = core.clock()

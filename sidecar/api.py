@@ -290,8 +290,9 @@ class FastRank:
             if name == b"content-type":  # the first one, as Starlette's headers.get
                 content_type = value.decode("latin-1")
                 break
-        context = TEXT_CHECKED if plain_json(body) else None
-        request = parse_body(RankRequest, body, content_type, context)
+        plain = plain_json(body)
+        context = TEXT_CHECKED if plain else None
+        request = parse_body(RankRequest, body, content_type, context, plain=plain)
         answer = await self.api.rank_json_of(request)
         headers = [(b"content-length", str(len(answer)).encode()), _JSON_TYPE]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -35,12 +35,26 @@ def is_json(content_type: str) -> bool:
 
 
 def parse_body(
-    model: type[Model], body: bytes, content_type: str | None, context: Any = None
+    model: type[Model],
+    body: bytes,
+    content_type: str | None,
+    context: Any = None,
+    *,
+    plain: bool = False,
 ) -> Model:
     """``body`` as ``model``; raises what FastAPI raises for a required body parameter.
 
-    ``context``: pydantic's validation context.
+    ``context``: pydantic's validation context. ``plain``: the body is ASCII without
+    ``\\u`` escapes or NUL (:func:`~sidecar.api_models.plain_json`), text on which
+    pydantic's JSON parser and ``json.loads`` agree, so a JSON body is parsed and
+    validated in one pass; a body that fails is worked out again as FastAPI would, for
+    its exact errors.
     """
+    if plain and body and content_type and is_json(content_type):
+        try:
+            return model.model_validate_json(body, context=context)
+        except ValidationError:
+            pass
     data: Any
     if not body:  # no body at all: a missing required field (JSON null is validated)
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,10 +200,6 @@ class RankContext:
 # -- the ranking --------------------------------------------------------------------------
 
 
-def _fmt_seconds(value: float) -> str:
-    return f"{value:.3g} s"
-
-
 def _shown(value: float | None) -> float | None:
     """An estimate as an answer may show it: a finite, non-negative number, else ``None``."""
     return value if value is not None and math.isfinite(value) and value >= 0 else None
@@ -238,17 +235,18 @@ def _unranked(
         prior is not None and not prior.usable(now) and info == BackendStats(prior=prior)
     ):  # nothing from this node, and no usable prior
         return RankedLocation(location, Reason.NEVER_MEASURED, why_text(Reason.NEVER_MEASURED), key)
-    age = info.age(now)
     if info.ejected(now):
         assert info.ejected_until is not None
+        age = info.age(now)
         detail = f" ({info.ejected_reason})" if info.ejected_reason else ""
-        left = _fmt_seconds(info.ejected_until - now)
+        left = info.ejected_until - now
         reason, why = Reason.EJECTED, why_text(Reason.EJECTED, left=left, detail=detail)
     else:
-        state = info.freshness(now, max_age)
-        cost = info.expected_seconds(context.size) if state is Freshness.FRESH else None
-        if cost is not None:
-            return _Fresh(cost, key, location, info, age)
+        state, age = info.standing(now, max_age)
+        if state is Freshness.FRESH:
+            cost = info.expected_seconds(context.size)
+            if cost is not None:
+                return _Fresh(cost, key, location, info, age)
         prior_cost = None if prior is None else prior.expected_seconds(context.size, now)
         if prior is not None and prior_cost is not None:
             return _Fresh(prior_cost, key, location, info, prior.age(now), prior)
@@ -356,42 +354,45 @@ def _order_fresh(
     """Fresh locations by cost (finite, >= 0), near-ties spread; each built once."""
     if not fresh:
         return []
-    by_cost = sorted(fresh, key=lambda f: f.cost)
+    by_cost = sorted(fresh, key=_COST)
     best = by_cost[0].cost
     limit = best * policy.near_tie_band
     n_ties = 1
     while n_ties < len(by_cost) and by_cost[n_ties].cost <= limit:
         n_ties += 1
-    ties, rest = by_cost[:n_ties], by_cost[n_ties:]
-    out: list[tuple[_Fresh, Reason, str]] = []
-    if len(ties) > 1:
-        ties.sort(key=lambda f: _tie_key(policy.node_id, image_id, f.key))
+    out: list[RankedLocation] = []
+    if n_ties > 1:
+        ties = sorted(by_cost[:n_ties], key=lambda f: _tie_key(policy.node_id, image_id, f.key))
         band = policy.near_tie_band
         for f in ties:
-            why = why_text(Reason.NEAR_TIE, cost=_fmt_seconds(f.cost), band=band)
-            out.append((f, Reason.NEAR_TIE, why))
+            why = why_text(Reason.NEAR_TIE, cost=f.cost, band=band)
+            out.append(_ranked(f, Reason.NEAR_TIE, why))
     else:
-        out.append(
-            (ties[0], Reason.LOWEST_COST, why_text(Reason.LOWEST_COST, cost=_fmt_seconds(best)))
-        )
-    for f in rest:
+        why = why_text(Reason.LOWEST_COST, cost=best)
+        out.append(_ranked(by_cost[0], Reason.LOWEST_COST, why))
+    for f in by_cost[n_ties:]:
         ratio = f.cost / best if best else math.inf
-        out.append(
-            (f, Reason.COSTLIER, why_text(Reason.COSTLIER, cost=_fmt_seconds(f.cost), ratio=ratio))
-        )
-    return [
-        RankedLocation(
-            f.location,
-            reason,
-            why,
-            f.key,
-            f.cost,
-            f.info.latency_seconds,
-            f.info.throughput_bytes_per_second,
-            f.age,
-        )
-        for f, reason, why in out
-    ]
+        why = why_text(Reason.COSTLIER, cost=f.cost, ratio=ratio)
+        out.append(_ranked(f, Reason.COSTLIER, why))
+    return out
+
+
+_COST = operator.itemgetter(0)
+"""The sort key of a :class:`_Fresh`: its cost."""
+
+
+def _ranked(f: _Fresh, reason: Reason, why: str) -> RankedLocation:
+    info = f.info
+    return RankedLocation(
+        f.location,
+        reason,
+        why,
+        f.key,
+        f.cost,
+        info.latency_seconds,
+        info.throughput_bytes_per_second,
+        f.age,
+    )
 
 
 def _in_store_type_order(

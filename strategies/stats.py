@@ -92,21 +92,30 @@ class BackendStats:
 
     def estimated(self) -> bool:
         """Has a usable latency and a positive throughput estimate."""
-        return self._has_estimates() and self.problem() is None
+        return self._estimated
+
+    @functools.cached_property
+    def _estimated(self) -> bool:  # read for every location of every ranking
+        return self._has_estimates() and self._problem is None
 
     def freshness(self, now: float, max_age: float) -> Freshness:
         """Where the data stands at ``now``: fresh while the newest good sample is at
         most ``max_age`` seconds old and both estimates exist."""
-        if self.problem() is not None:
-            return Freshness.UNUSABLE
+        return self.standing(now, max_age)[0]
+
+    def standing(self, now: float, max_age: float) -> tuple[Freshness, float | None]:
+        """:meth:`freshness` and :meth:`age` at ``now``, worked out together (the
+        ranking needs both for every location)."""
         age = self.age(now)
+        if self._problem is not None:
+            return Freshness.UNUSABLE, age
         if age is None:
-            return Freshness.NO_SAMPLE
+            return Freshness.NO_SAMPLE, age
         if age > max_age:
-            return Freshness.STALE
+            return Freshness.STALE, age
         if not self._has_estimates():
-            return Freshness.NO_ESTIMATE
-        return Freshness.FRESH
+            return Freshness.NO_ESTIMATE, age
+        return Freshness.FRESH, age
 
     def fresh(self, now: float, max_age: float) -> bool:
         return self.freshness(now, max_age) is Freshness.FRESH
@@ -117,7 +126,7 @@ class BackendStats:
         ``None`` without both estimates, or when the answer would not be a finite
         number (unusable values, or a cost too large to represent).
         """
-        if not self.estimated():
+        if not self._estimated:
             return None
         assert self.latency_seconds is not None and self.throughput_bytes_per_second is not None
         try:
