@@ -22,13 +22,13 @@ from starlette.types import Receive, Scope, Send
 
 from sidecar.api_models import (
     MAX_OBSERVATIONS,
-    TEXT_CHECKED,
     BackendOut,
     BackendsResponse,
     ErrorResponse,
     HistoryResponse,
     ObservationIn,
     ObservationsResponse,
+    RankFields,
     RankRequest,
     RankResponse,
     ReadyResponse,
@@ -125,7 +125,7 @@ class SidecarAPI:
         """Order locations, best first, and say why each is where it is."""
         return Response(await self.rank_json_of(body), media_type="application/json")
 
-    async def rank_json_of(self, body: RankRequest) -> bytes:
+    async def rank_json_of(self, body: RankFields) -> bytes:
         """The ``RankResponse`` JSON for a rank request (see :func:`rank_json`)."""
         locations = [{"url": loc.url, "metadata": loc.metadata} for loc in body.locations]
         try:
@@ -290,9 +290,9 @@ class FastRank:
             if name == b"content-type":  # the first one, as Starlette's headers.get
                 content_type = value.decode("latin-1")
                 break
-        plain = plain_json(body)
-        context = TEXT_CHECKED if plain else None
-        request = parse_body(RankRequest, body, content_type, context, plain=plain)
+        plain = plain_json(body)  # then its text needs no walk: the plain model
+        model = RankFields if plain else RankRequest
+        request = parse_body(model, body, content_type, plain=plain)
         answer = await self.api.rank_json_of(request)
         headers = [(b"content-length", str(len(answer)).encode()), _JSON_TYPE]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

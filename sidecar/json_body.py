@@ -35,24 +35,18 @@ def is_json(content_type: str) -> bool:
 
 
 def parse_body(
-    model: type[Model],
-    body: bytes,
-    content_type: str | None,
-    context: Any = None,
-    *,
-    plain: bool = False,
+    model: type[Model], body: bytes, content_type: str | None, *, plain: bool = False
 ) -> Model:
     """``body`` as ``model``; raises what FastAPI raises for a required body parameter.
 
-    ``context``: pydantic's validation context. ``plain``: the body is ASCII without
-    ``\\u`` escapes or NUL (:func:`~sidecar.api_models.plain_json`), text on which
-    pydantic's JSON parser and ``json.loads`` agree, so a JSON body is parsed and
-    validated in one pass; a body that fails is worked out again as FastAPI would, for
-    its exact errors.
+    ``plain``: the body is ASCII without ``\\u`` escapes or NUL
+    (:func:`~sidecar.api_models.plain_json`), text on which pydantic's JSON parser and
+    ``json.loads`` agree, so a JSON body is parsed and validated in one pass; a body
+    that fails is worked out again as FastAPI would, for its exact errors.
     """
     if plain and body and content_type and is_json(content_type):
         try:
-            return model.model_validate_json(body, context=context)
+            return model.model_validate_json(body)
         except ValidationError:
             pass
     data: Any
@@ -76,7 +70,7 @@ def parse_body(
     else:
         data = body  # not declared JSON (or no content-type: strict): validated as is
     try:
-        return model.model_validate(data, from_attributes=True, context=context)
+        return model.model_validate(data, from_attributes=True)
     except ValidationError as exc:
         errors = [
             {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
