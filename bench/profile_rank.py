@@ -131,7 +131,7 @@ async def main(n: int, rounds: int) -> None:
             assert answer.mode == "metrics", answer.reason
 
             parts = {
-                "RankRequest parsed and validated (bytes text check, one-pass JSON validation)": _micros(
+                "rank body parsed and validated (bytes check, one-pass JSON)": _micros(
                     validate, n, rounds
                 ),
                 "SidecarCore.rank(): place (memo), snapshot, rank, queue bookkeeping": _micros(
