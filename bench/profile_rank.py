@@ -114,7 +114,7 @@ async def main(n: int, rounds: int) -> None:
             healthz, whole = measured["healthz"], measured["rank"]
             core = app.core
             request = RankRequest.model_validate(json.loads(body))
-            locations = [{"url": loc.url, "metadata": loc.metadata} for loc in request.locations]
+            locations = [{"metadata": {}, **loc} for loc in request.locations]
 
             def validate() -> RankFields:  # as the fast route does
                 plain = plain_json(body)

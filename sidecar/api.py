@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -127,7 +127,10 @@ class SidecarAPI:
 
     async def rank_json_of(self, body: RankFields) -> bytes:
         """The ``RankResponse`` JSON for a rank request (see :func:`rank_json`)."""
-        locations = [{"url": loc.url, "metadata": loc.metadata} for loc in body.locations]
+        locations = cast(list[dict[str, Any]], body.locations)  # pydantic's own new dicts
+        for location in locations:  # completed in place: every answer shows a metadata
+            if "metadata" not in location:
+                location["metadata"] = {}
         try:
             answer = await self.core.rank(
                 locations,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 from sidecar.probe_state import ProbeStateOut
 from sidecar.samples import (
@@ -124,11 +125,13 @@ class _TextChecked(BaseModel):
         return check_text(data)
 
 
-class LocationIn(BaseModel):
-    url: str = Field(max_length=MAX_URL_CHARS, description="The location URL, as Glance has it")
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Location metadata; `store` is the backend id"
-    )
+class LocationIn(TypedDict):
+    url: Annotated[
+        str, Field(max_length=MAX_URL_CHARS, description="The location URL, as Glance has it")
+    ]
+    metadata: NotRequired[
+        Annotated[dict[str, Any], Field(description="Location metadata; `store` is the backend id")]
+    ]
 
 
 # A rank request's fields without the text walk: what a body that plain_json() cleared
