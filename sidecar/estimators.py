@@ -169,8 +169,9 @@ class Estimators:
         """Counts the samples learnt and the backends evicted: what a snapshot depends on."""
         self._suspect: tuple[int, float, float, bool] | None = None
         """``network_suspect`` as (version, computed at, valid until, value)."""
-        self._snapshots: dict[str, tuple[_Values, BackendStats]] = {}
-        """Per backend, the statistics last built and the values they were built from."""
+        self._snapshots: dict[str, tuple[int, bool, _Values, BackendStats]] = {}
+        """Per backend, the statistics last built, the values they were built from and
+        the version and ``network_suspect`` they were checked at."""
 
     def _state(self, key: str) -> BackendState:
         state = self.backends.get(key)
@@ -355,6 +356,9 @@ class Estimators:
     def _stats(self, state: BackendState, now: float, suspect: bool) -> BackendStats:
         """The statistics of one backend; the same object while its values are the same
         (what a snapshot works out once, e.g. ``BackendStats.problem``, is kept)."""
+        known = self._snapshots.get(state.key)
+        if known is not None and known[0] == self.version and known[1] is suspect:
+            return known[3]  # nothing learnt since: the values cannot have changed
         ejected_until, reason = state.ejected_until, state.ejected_reason
         if suspect and not state.auth_failed:
             ejected_until, reason = None, None
@@ -365,11 +369,11 @@ class Estimators:
             ejected_until,
             reason,
         )
-        known = self._snapshots.get(state.key)
-        if known is not None and all(map(operator.is_, known[0], values)):
-            return known[1]
-        stats = BackendStats(*values)
-        self._snapshots[state.key] = (values, stats)
+        if known is not None and all(map(operator.is_, known[2], values)):
+            stats = known[3]
+        else:
+            stats = BackendStats(*values)
+        self._snapshots[state.key] = (self.version, suspect, values, stats)
         return stats
 
     def stats(self, now: float, keys: Iterable[str] | None = None) -> dict[str, BackendStats]:

@@ -236,8 +236,10 @@ def test_statistics_are_the_same_object_while_their_values_are() -> None:
     e.record(ok(T0 + 3, fb=0.2))
     second = e.stats(T0 + 4)[A]
     assert second is not first and second.latency_seconds != first.latency_seconds
-    e.backends[A].latency.value = math.nan  # a value changed in place: new statistics
-    assert e.stats(T0 + 4)[A].problem() == "latency_seconds nan"
+    e.backends[A].latency.value = math.nan  # changed in place, not learnt: not looked at
+    assert e.stats(T0 + 4)[A] is second
+    e.record(ok(T0 + 5, B))  # a sample learnt (of any backend): values looked at again
+    assert e.stats(T0 + 6)[A].problem() == "latency_seconds nan"
 
 
 def test_replay_rebuilds_the_same_state() -> None:
