@@ -103,7 +103,11 @@ class ThreadServer:
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve())
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        await self.server.serve()
 
     def start(self) -> ThreadServer:
         self.thread.start()
@@ -114,7 +118,19 @@ class ThreadServer:
         self.server.should_exit = True
         self.thread.join(timeout=20)
         self.client.close()
-        assert not self.thread.is_alive()
+        assert not self.thread.is_alive(), f"uvicorn still running after 20 s: {self._tasks()}"
+
+    def _tasks(self) -> str:
+        """What the server's loop is still running, for the failure message."""
+        loop = getattr(self, "loop", None)
+        if loop is None:
+            return "loop not started"
+        lines = [f"open connections {len(self.server.server_state.connections)}"]
+        for task in list(asyncio.all_tasks(loop)):
+            frames = task.get_stack(limit=4)
+            where = "; ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+            lines.append(f"{task.get_name()} at {where}")
+        return "\n".join(lines)
 
     def history_rows(self) -> int:
         """Samples in the history file now."""
