@@ -26,6 +26,7 @@ from sidecar.app import SidecarApp, create_app
 from sidecar.config import load_config
 from sidecar.json_body import parse_body
 from strategies import defaults
+from strategies.metrics import rank
 
 Message = dict[str, Any]
 CLOCK = time.process_time
@@ -129,6 +130,17 @@ async def main(n: int, rounds: int) -> None:
 
             answer = ranking()
             assert answer.mode == "metrics", answer.reason
+            now = core.clock()
+            placed = core.context(locations, now, image_size=1 << 29, image_id="bench-image")
+            assert placed is not None
+            keys = placed.keys()
+            stats = core.estimators.stats(now, keys)
+            within = {  # parts of SidecarCore.rank(), not added up again
+                "the estimators' snapshot of the 5 backends": _micros(
+                    lambda: core.estimators.stats(now, keys), n, rounds
+                ),
+                "strategies.metrics.rank()": _micros(lambda: rank(placed, stats), n, rounds),
+            }
 
             parts = {
                 "rank body parsed and validated (bytes check, one-pass JSON)": _micros(
@@ -143,6 +155,9 @@ async def main(n: int, rounds: int) -> None:
     print(f"POST /v1/rank (5 locations), whole app: {whole:.0f} us ({whole / healthz:.2f}x)")
     for name, micros in parts.items():
         print(f"  {name}: {micros:.1f} us")
+        if name.startswith("SidecarCore.rank()"):
+            for inner, inner_micros in within.items():
+                print(f"    of which {inner}: {inner_micros:.1f} us")
     print(f"  the rest (framework, middleware, routing): {whole - sum(parts.values()):.0f} us")
 
 
