@@ -33,7 +33,7 @@ import httpx
 
 from bench.sidecar_proc import Sidecar
 from strategies import defaults, host, metrics, store_type
-from strategies.metrics import MetricsPolicy
+from strategies.ranking import MetricsPolicy
 from strategies.sidecar_client import URL_ENV, SidecarStatsSource
 from tests.support.hung import HungListener
 from tests.support.processes import free_port

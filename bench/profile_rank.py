@@ -26,7 +26,7 @@ from sidecar.app import SidecarApp, create_app
 from sidecar.config import load_config
 from sidecar.json_body import parse_body
 from strategies import defaults
-from strategies.metrics import rank
+from strategies.ranking import rank
 
 Message = dict[str, Any]
 CLOCK = time.process_time
@@ -139,7 +139,7 @@ async def main(n: int, rounds: int) -> None:
                 "the estimators' snapshot of the 5 backends": _micros(
                     lambda: core.estimators.stats(now, keys), n, rounds
                 ),
-                "strategies.metrics.rank()": _micros(lambda: rank(placed, stats), n, rounds),
+                "strategies.ranking.rank()": _micros(lambda: rank(placed, stats), n, rounds),
             }
 
             parts = {

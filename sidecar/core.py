@@ -37,9 +37,9 @@ from sidecar.samples import Sample
 from sidecar.scheduler import Prober, ProbeScheduler
 from sidecar.stores import StoreMap
 from strategies.backends import Backend, backend_of
-from strategies.metrics import RankContext, rank
 from strategies.placement import Placed, place
 from strategies.prefer import prefer_of
+from strategies.ranking import RankContext, rank
 from strategies.reasons import RankedLocation
 from strategies.registry import available_strategies, get_strategy, load_strategies
 from strategies.store_type import normalize_preference

@@ -377,7 +377,7 @@ class Estimators:
         return stats
 
     def stats(self, now: float, keys: Iterable[str] | None = None) -> dict[str, BackendStats]:
-        """Snapshots for :func:`strategies.metrics.rank` (all backends when ``keys`` is None)."""
+        """Snapshots for :func:`strategies.ranking.rank` (all backends when ``keys`` is None)."""
         suspect = self.network_suspect(now)
         if keys is None:
             return {key: self._stats(state, now, suspect) for key, state in self.backends.items()}

@@ -9,7 +9,7 @@ backend is fresh. ``file://`` backends are left out (a mount point is local to
 each node), and so are ejections: one node's network is not another's.
 
 A prior is used by the ranking only for a backend without fresh local data
-(:func:`strategies.metrics.rank`), and only until ``fleet.max_age`` after the
+(:func:`strategies.ranking.rank`), and only until ``fleet.max_age`` after the
 query that produced it. Prometheus down, slow or answering nonsense changes
 nothing but the prior's presence; the state shows in ``/readyz`` (``fleet``)
 and in ``location_sidecar_fleet_*`` metrics. Each query is bounded in time

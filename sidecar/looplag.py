@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from strategies.metrics import RankContext
+from strategies.ranking import RankContext
 
 INTERVAL = 0.1
 """Seconds between two wake-ups of the monitor."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from strategies import defaults
 from strategies.errors import InvalidSetting
-from strategies.metrics import MetricsPolicy
+from strategies.ranking import MetricsPolicy
 from strategies.store_type import normalize_preference
 from strategies.units import parse_duration, parse_size
 

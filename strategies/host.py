@@ -35,7 +35,7 @@ from strategies._glance_conf import (
 from strategies.backends import backend_of
 from strategies.ceph import read_ceph_fsid
 from strategies.errors import InvalidSetting
-from strategies.metrics import MetricsPolicy
+from strategies.ranking import MetricsPolicy
 from strategies.sidecar_client import SidecarStatsSource, default_token, default_url
 from strategies.units import parse_duration, parse_size
 

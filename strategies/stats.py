@@ -140,7 +140,7 @@ class BackendStats:
 class FleetPrior:
     """Other nodes' estimates of one backend: the median over the nodes whose labels match.
 
-    Only a stand-in for this node's own data: :func:`strategies.metrics.rank` uses it
+    Only a stand-in for this node's own data: :func:`strategies.ranking.rank` uses it
     for a backend without fresh local data, and never imports an ejection from it.
     """
 

@@ -1,4 +1,4 @@
-"""How a fleet prior ranks (strategies.metrics.rank): the rule README.md, Fleet prior states."""
+"""How a fleet prior ranks (strategies.ranking.rank): the rule README.md, Fleet prior states."""
 
 from __future__ import annotations
 
