@@ -66,6 +66,21 @@ CASES: list[tuple[str | None, bytes]] = [
     (JSON, json.dumps({"locations": [{"url": "http://h/a", "metadata": deep(40)}]}).encode()),
     (JSON, json.dumps({"locations": [{"url": "http://h/a"}] * 257}).encode()),
     (JSON, json.dumps({"locations": [{"url": "http://h/" + "a" * 5000}]}).encode()),
+    # plain text (ASCII, no \u escape): pydantic reads these in one pass, or hands them on
+    (
+        JSON,
+        b'{"locations": [{"url": "http://h/a", "url": "http://h/b"}], "image_size": 1, '
+        b'"image_size": 2}',
+    ),
+    (JSON, b'{"locations": [{"url": "http://h/a", "metadata": {"k": NaN, "j": 1E400}}]}'),
+    (JSON, b'{"locations": [], "image_size": 1E400}'),
+    (JSON, b'{"locations": [], "image_size": 1.0}'),
+    (JSON, b'{"locations": [], "image_size": 123456789012345678901234567890}'),
+    (JSON, b'{"locations": ["http://h/a", null, [1]]}'),
+    (JSON, b'{"locations": [{"url": "http://h/a", "metadata": null}]}'),
+    (JSON, b'{"locations": [{"url": "http://h/a", "extra": 1, "metadata": {"store": "s"}}]}'),
+    (JSON, b'  \r\n {"locations": [{"metadata": {"store": "s"}, "url": "http://h/a\\/b"}]} \t'),
+    (JSON, b'{"locations": [{"url": "http://h/a"}]} trailing'),
 ]
 
 
