@@ -104,7 +104,7 @@ class RankedLocation(NamedTuple):
 
     @property
     def group(self) -> Group:
-        return _GROUPS[self.reason]
+        return self.reason.group
 
 
 @dataclass(frozen=True)
