@@ -100,13 +100,15 @@ class ThreadServer:
             )
         )
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The server's event loop, once it runs (for :meth:`_tasks`)."""
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def _run(self) -> None:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         await self.server.serve()
 
     def start(self) -> ThreadServer:
@@ -122,7 +124,7 @@ class ThreadServer:
 
     def _tasks(self) -> str:
         """What the server's loop is still running, for the failure message."""
-        loop = getattr(self, "loop", None)
+        loop = self.loop
         if loop is None:
             return "loop not started"
         lines = [f"open connections {len(self.server.server_state.connections)}"]
